@@ -1,0 +1,1 @@
+"""salient's service layer and command line (`salient`)."""

@@ -1,0 +1,1 @@
+"""Subcommands of `salient`; each module has `register(subparsers)` (see api/cli.py)."""
