@@ -16,6 +16,7 @@ import sys
 
 COMMAND_MODULES = (
     "api.commands.catalog",
+    "api.commands.attribute_local",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3

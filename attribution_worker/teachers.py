@@ -1,0 +1,223 @@
+"""Loading a teacher and the one quantity every method explains: log p(answer | input embeddings).
+
+    teacher = load_teacher("google/flan-t5-small")         # or a local path (tiny.py builds some)
+    ids, offsets, special = teacher.encode("question: ...")
+    embeds = teacher.embed(input_ids)                        # [B, L, D], the encoder's inputs_embeds
+    logp = teacher.logp(embeds, attention_mask, ans_ids, ans_mask)   # [B] float32
+
+Kinds (picked from the config's architecture through the Auto classes):
+  seq2seq     AutoModelForSeq2SeqLM (T5, FLAN-T5, BART). Input right-padded; the answer is
+              teacher-forced on the decoder (decoder_start + answer[:-1]); logp is summed over
+              answer tokens (the closing </s> included: the answer is complete).
+  causal      AutoModelForCausalLM (GPT-2, Llama, Qwen). Prompt left-padded, answer ids appended
+              (never re-tokenised text), explicit position ids so padding changes nothing.
+  classifier  AutoModelForSequenceClassification (BERT style). The answer is one class id;
+              logp = log_softmax(logits)[class].
+Gradients are taken w.r.t. the encoder's `inputs_embeds` (DESIGN.md: hooking T5's shared
+embedding would also attribute decoder tokens). Parameters are frozen, the model is in eval mode
+(no dropout), log-softmax is computed in float32. On CUDA the forward runs under bf16 autocast
+(dtype="auto"), on CPU in float32.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .batching import pad
+
+KINDS = ("seq2seq", "causal", "classifier")
+
+
+class Teacher(Protocol):
+    """The seam the attribution methods code against (STYLE.md 7)."""
+
+    name: str
+    kind: str
+    device: torch.device
+    max_input_tokens: int
+    pad_id: int
+    mask_id: int
+    padding_side: str
+
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int]]: ...
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+    def logp(self, embeds, attention_mask, ans_ids, ans_mask) -> torch.Tensor: ...
+    def generate(self, input_ids, attention_mask, max_new_tokens: int) -> list[list[int]]: ...
+    def answer_ids(self, text: str, input_text: str = "") -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def autocast(self): ...
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def detect_kind(config) -> str:
+    """seq2seq | causal | classifier from a transformers config (architectures first, then flags)."""
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if "ForSequenceClassification" in archs or "ForMultipleChoice" in archs:
+        return "classifier"
+    if getattr(config, "is_encoder_decoder", False) or "ConditionalGeneration" in archs:
+        return "seq2seq"
+    if "CausalLM" in archs or "LMHead" in archs:
+        return "causal"
+    if getattr(config, "model_type", "") in ("bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra"):
+        return "classifier"
+    return "causal"
+
+
+@dataclass
+class HFTeacher:
+    """A Hugging Face model + fast tokenizer behind the Teacher protocol (all three kinds)."""
+
+    name: str
+    kind: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: str
+    max_input_tokens: int
+
+    def __post_init__(self):
+        tok = self.tokenizer
+        if tok.pad_token_id is None:  # GPT-2 style tokenizers ship without one
+            tok.pad_token = tok.eos_token or tok.unk_token
+        self.pad_id = int(tok.pad_token_id)
+        self.eos_id = tok.eos_token_id
+        # occlusion replaces a word's tokens with this id: [MASK] where the vocabulary has one, else pad
+        self.mask_id = int(tok.mask_token_id) if getattr(tok, "mask_token_id", None) is not None else self.pad_id
+        self.padding_side = "left" if self.kind == "causal" else "right"
+        self._embedding = (self.model.get_encoder() if self.kind == "seq2seq" else self.model).get_input_embeddings()
+
+    # ------------------------------------------------------------------ text
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+        """(ids, character offsets into text, special-token flags) with the model's special tokens."""
+        enc = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, add_special_tokens=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], list(enc["special_tokens_mask"])
+
+    def answer_ids(self, text: str, input_text: str = "") -> list[int]:
+        """Token ids of a given answer (gold target or a choice) as the teacher would emit it."""
+        tok = self.tokenizer
+        if self.kind == "classifier":
+            label2id = {str(k).lower(): int(v) for k, v in (self.model.config.label2id or {}).items()}
+            key = str(text).strip().lower()
+            if key not in label2id:
+                raise ValueError(f"answer {text!r} is not one of the teacher's labels {sorted(label2id)}")
+            return [label2id[key]]
+        if self.kind == "seq2seq":
+            return list(tok(text, add_special_tokens=True)["input_ids"])
+        sep = "" if (not input_text or input_text[-1].isspace()) else " "
+        ids = list(tok(sep + text, add_special_tokens=False)["input_ids"])
+        return ids + ([self.eos_id] if self.eos_id is not None else [])
+
+    def decode(self, ids: list[int]) -> str:
+        if self.kind == "classifier":
+            id2label = self.model.config.id2label or {}
+            return str(id2label.get(ids[0], id2label.get(str(ids[0]), ids[0])))
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    # ------------------------------------------------------------------ tensors
+    def autocast(self):
+        if self.device.type == "cuda" and self.dtype == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, L] ids -> [B, L, D] input embeddings (what inputs_embeds receives), no grad."""
+        with torch.no_grad():
+            return self._embedding(input_ids.to(self.device)).float()
+
+    def logp(self, embeds: torch.Tensor, attention_mask: torch.Tensor, ans_ids: torch.Tensor, ans_mask: torch.Tensor) -> torch.Tensor:
+        """log p(answer | inputs_embeds), summed over answer tokens: [B] float32.
+
+        embeds [B, L, D]; attention_mask [B, L]; ans_ids, ans_mask [B, A] (right-padded; for a
+        classifier A = 1 and ans_ids holds the class id).
+        """
+        with self.autocast():
+            if self.kind == "classifier":
+                logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask).logits.float()
+                return torch.log_softmax(logits, -1).gather(1, ans_ids[:, :1]).squeeze(1)
+            if self.kind == "seq2seq":
+                start = self.model.config.decoder_start_token_id
+                start = self.pad_id if start is None else int(start)
+                dec = torch.cat([torch.full_like(ans_ids[:, :1], start), ans_ids[:, :-1]], dim=1)
+                dec = dec.masked_fill(dec < 0, self.pad_id)
+                logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                    decoder_input_ids=dec, decoder_attention_mask=ans_mask).logits.float()
+            else:  # causal: prompt (left-padded) + answer (right-padded)
+                ans_embeds = self._embedding(ans_ids).to(embeds.dtype)
+                full = torch.cat([embeds, ans_embeds], dim=1)
+                full_mask = torch.cat([attention_mask, ans_mask], dim=1)
+                positions = (full_mask.cumsum(1) - 1).clamp(min=0)
+                out = self.model(inputs_embeds=full, attention_mask=full_mask, position_ids=positions).logits
+                p = embeds.shape[1]
+                logits = out[:, p - 1: p - 1 + ans_ids.shape[1]].float()
+        tok_logp = torch.log_softmax(logits, -1).gather(2, ans_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (tok_logp * ans_mask.to(tok_logp.dtype)).sum(1)
+
+    def answer_tensors(self, answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad(answers, self.pad_id, "right", self.device)
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
+        """The teacher's greedy answer per row, as token ids (closing eos kept when produced)."""
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        with torch.no_grad(), self.autocast():
+            if self.kind == "classifier":
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+                return [[int(i)] for i in logits.argmax(-1).tolist()]
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=1, pad_token_id=self.pad_id,
+            )
+        out = out[:, 1:] if self.kind == "seq2seq" else out[:, input_ids.shape[1]:]
+        answers = []
+        for row in out.tolist():
+            ids = []
+            for t in row:
+                ids.append(t)
+                if t == self.eos_id:
+                    break
+            while ids and ids[-1] == self.pad_id and self.pad_id != self.eos_id:
+                ids.pop()
+            answers.append(ids or ([self.eos_id] if self.eos_id is not None else [self.pad_id]))
+        return answers
+
+
+def load_teacher(name: str, *, device: str | None = None, dtype: str = "auto", max_input_tokens: int | None = None) -> HFTeacher:
+    """Load `name` (HF id or local path) once: eval mode, parameters frozen, on the chosen device."""
+    from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification, AutoTokenizer)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    dev = pick_device(device)
+    if dtype == "auto":
+        dtype = "bf16" if dev.type == "cuda" else "fp32"
+    config = AutoConfig.from_pretrained(name)
+    kind = detect_kind(config)
+    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM,
+            "classifier": AutoModelForSequenceClassification}[kind]
+    model = auto.from_pretrained(name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    if not getattr(tokenizer, "is_fast", True):
+        raise ValueError(f"teacher {name!r} has no fast tokenizer: character offsets need one (tokenizer.json)")
+    model.eval().to(dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    limit = max_input_tokens or _model_max(config, tokenizer)
+    return HFTeacher(name=name, kind=kind, model=model, tokenizer=tokenizer, device=dev, dtype=dtype, max_input_tokens=limit)
+
+
+def _model_max(config, tokenizer) -> int:
+    for attr in ("n_positions", "max_position_embeddings"):
+        v = getattr(config, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    v = getattr(tokenizer, "model_max_length", None)
+    return v if isinstance(v, int) and 0 < v < 1_000_000 else 512  # T5: relative positions; 512 as trained

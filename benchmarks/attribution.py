@@ -1,0 +1,141 @@
+"""Attribution throughput: examples/s per method and the ratio to forward-only scoring of the same batch.
+
+    .venv/bin/python benchmarks/attribution.py                      # tiny + T5-small shape, CPU fp32
+    .venv/bin/python benchmarks/attribution.py --models t5-small --batch 32 --repeats 5
+    .venv/bin/python benchmarks/attribution.py --models flan-t5-xl --device cuda --dtype bf16   # needs a GPU
+
+Models are built from configs with random weights (timing does not depend on the weights): `tiny`
+(T5, d_model 32, 2 layers), `t5-small` (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128),
+`flan-t5-xl` (d_model 2048, 24+24 layers, 32 heads, d_ff 5120 gated-gelu, vocab 32128). Inputs are
+CQA-shaped (about 40 words plus the cqa template), answers two tokens. Per method we time the
+method's own work on one padded batch (methods.gradient_scores / occlusion_scores) and, in the same
+run, `teacher.logp` under no_grad on the same batch and answers ("forward"); the ratio is
+method_time / forward_time (median of --repeats). `engine` is AttributionEngine.attribute end to
+end (greedy answers, saliency, faithfulness) on the same rows. Prints a Markdown table; --json
+writes the rows too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from attribution_worker.batching import pad  # noqa: E402
+from attribution_worker.engine import AttributionConfig, AttributionEngine  # noqa: E402
+from attribution_worker.methods import METHODS, gradient_scores, occlusion_scores  # noqa: E402
+from attribution_worker.tiny import build_tiny_teacher  # noqa: E402
+
+SHAPES = {
+    "tiny": dict(d_model=32, layers=2, heads=2),
+    "t5-small": dict(d_model=512, layers=6, heads=8, d_ff=2048, vocab_size=32128),
+    "flan-t5-xl": dict(d_model=2048, layers=24, heads=32, d_ff=5120, vocab_size=32128, d_kv=64,
+                       feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+}
+WORDS = [f"w{i}" for i in range(2000)]
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 20)))
+        choices = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3))) for _ in range(5)]
+        text = q + "\nAnswer Choices:\n" + "\n".join(f"({c}) {t}" for c, t in zip("abcde", choices))
+        rows.append({"example_id": str(i), "input": text, "target": choices[0], "choices": choices, "split": "test"})
+    return rows
+
+
+def _time(fn, repeats: int, sync) -> float:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_model(name: str, args, root: Path) -> list[dict]:
+    shape = dict(SHAPES[name])
+    path = build_tiny_teacher(root / name, texts=[" ".join(WORDS + list("()abcde"))], seed=0,
+                              d_model=shape.pop("d_model"), layers=shape.pop("layers"), heads=shape.pop("heads"), **shape)
+    engine = AttributionEngine(AttributionConfig(teacher=str(path), template="cqa", device=args.device, dtype=args.dtype,
+                                                 n_steps=args.n_steps, token_budget=10**9, max_new_tokens=4))
+    t = engine.teacher
+    sync = torch.cuda.synchronize if t.device.type == "cuda" else (lambda: None)
+    rows = make_rows(args.batch)
+    prepared = [engine._prepare(i, r) for i, r in enumerate(rows)]
+    ids, mask = pad([p.ids for p in prepared], t.pad_id, t.padding_side, t.device)
+    answers = [t.answer_ids(r["target"]) for r in rows]
+    ans_ids, ans_mask = t.answer_tensors(answers)
+    unit = torch.zeros_like(mask, dtype=torch.bool)
+    for r, p in enumerate(prepared):
+        unit[r, : len(p.ids)] = torch.tensor(p.units.unit_mask())
+    units = [p.units for p in prepared]
+
+    def forward():
+        with torch.no_grad():
+            t.logp(t.embed(ids), mask, ans_ids, ans_mask)
+
+    fwd = _time(forward, args.repeats, sync)
+    out = [{"model": name, "method": "forward (no grad)", "examples_per_s": args.batch / fwd, "ratio_to_forward": 1.0}]
+    full = [0.0] * len(rows)
+    for method in args.methods:
+        if method == "occlusion":
+            fn = lambda: occlusion_scores(t, [p.ids for p in prepared], units, answers, full, token_budget=args.batch * ids.shape[1])  # noqa: E731
+        else:
+            fn = lambda m=method: gradient_scores(t, m, ids, mask, ans_ids, ans_mask, unit, n_steps=args.n_steps)  # noqa: E731
+        sec = _time(fn, args.repeats if method != "occlusion" else max(1, args.repeats // 2), sync)
+        label = f"{method} (n_steps={args.n_steps})" if method == "integrated_gradients" else method
+        out.append({"model": name, "method": label, "examples_per_s": args.batch / sec, "ratio_to_forward": sec / fwd})
+    if args.engine:
+        sec = _time(lambda: engine.attribute(rows), 1, sync)
+        out.append({"model": name, "method": "engine saliency end to end", "examples_per_s": args.batch / sec,
+                    "ratio_to_forward": sec / fwd})
+    for row in out:
+        row.update(batch=args.batch, tokens=int(ids.shape[1]), device=str(t.device), dtype=t.dtype, threads=torch.get_num_threads())
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["tiny", "t5-small"], choices=list(SHAPES))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--batch", type=int, default=32, help="examples per batch (default 32)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
+    p.add_argument("--n-steps", type=int, default=16, help="integrated gradients steps (default 16)")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-engine", dest="engine", action="store_false", help="skip the end-to-end engine row")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            rows += bench_model(name, args, Path(tmp))
+    print("| model | method | examples/s | x forward |\n| --- | --- | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['model']} | {r['method']} | {r['examples_per_s']:.1f} | {r['ratio_to_forward']:.2f} |")
+    r0 = rows[0]
+    print(f"\nbatch {r0['batch']}, device {r0['device']}, dtype {r0['dtype']}, torch threads {r0['threads']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
