@@ -17,6 +17,9 @@ import sys
 COMMAND_MODULES = (
     "api.commands.catalog",
     "api.commands.attribute_local",
+    "api.commands.datasets",
+    "api.commands.sql",
+    "api.commands.train",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3

@@ -26,8 +26,14 @@ from .units import word_units
 def train_tiny_teacher(
     path, pairs: list[tuple[str, str]], *, template: str = "generic", steps: int = 600, batch_size: int = 32,
     lr: float = 3e-3, weight_decay: float = 0.0, word_dropout: float = 0.0, seed: int = 0,
+    until_accuracy: float | None = None, check_every: int = 100,
 ) -> dict:
-    """Train the teacher saved at `path` on `pairs` with AdamW; save it back; return training stats."""
+    """Train the teacher saved at `path` on `pairs` with AdamW; save it back; return training stats.
+
+    until_accuracy: stop early once the greedy accuracy on (up to 512) training pairs reaches it,
+    checked every `check_every` steps (small teachers learn such tasks in a sudden jump whose
+    step varies with the seed; `steps` stays the upper bound).
+    """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     teacher = load_teacher(str(path), device="cpu", dtype="fp32")
@@ -45,6 +51,7 @@ def train_tiny_teacher(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     started = time.perf_counter()
     loss_value = float("nan")
+    step = -1
     for step in range(steps):
         batch = rng.sample(encoded, min(batch_size, len(encoded)))
         seqs = []
@@ -60,13 +67,19 @@ def train_tiny_teacher(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
+        if until_accuracy is not None and (step + 1) % check_every == 0:
+            model.eval()
+            reached = _accuracy(teacher, encoded) >= until_accuracy
+            model.train()
+            if reached:
+                break
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     model.save_pretrained(path)
     accuracy = _accuracy(teacher, encoded)
-    return {"steps": steps, "seconds": round(time.perf_counter() - started, 2), "final_loss": loss_value,
+    return {"steps": step + 1, "seconds": round(time.perf_counter() - started, 2), "final_loss": loss_value,
             "train_accuracy": accuracy}
 
 

@@ -1,6 +1,10 @@
-"""Adapters for the four Distilling step-by-step datasets in ../shared/datasets (DSS: Hsieh et al. 2023).
+"""Source adapters: how a source file's records become dataset rows (storage.ingest writes them).
 
-Each adapter turns one source record (a JSON object from `<name>_<split>.json`, JSON Lines) into a
+Generic sources (`read_jsonl`, `READERS`, `generic_rows`): JSON Lines, CSV and Parquet records,
+mapped to rows by field options (id / input or template / target / choices); every reader returns
+[(line or item, record dict)] so errors can name `<file>:<line>`.
+
+The four Distilling step-by-step datasets in ../shared/datasets (DSS: Hsieh et al. 2023): each adapter turns one source record (a JSON object from `<name>_<split>.json`, JSON Lines) into a
 dataset row exactly as the dataset's SOURCE.md / DSS `data_utils.py` builds it, and parses the
 PaLM chain-of-thought outputs in `llm/<split>_CoT_<k>.json` (item i of file k belongs to example
 k*batch+i, same order as the JSONL) into `llm_rationale` / `llm_label`.
@@ -18,12 +22,23 @@ Builders raise `RecordError(reason)`; storage.ingest adds the file and line numb
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schemas import DATASET_COLUMNS
+from .settings import get_setting
+
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+RESERVED = ("dataset", "source_index", "llm_rationale", "llm_label")  # columns ingest adds beside DATASET_SCHEMA
+FIX = "fix the record (or remove it) and run `salient datasets add` again; nothing was written"
 
 
 class RecordError(ValueError):
@@ -184,3 +199,147 @@ def detect_dss(path: Path) -> str | None:
         if path.is_file() and fmt.split_of(path):
             return fmt.name
     return None
+
+
+def where(path: Path, line: int | str) -> str:
+    return f"{path}:{line}"
+
+
+# ------------------------------------------------------------------ generic sources: reading
+def read_jsonl(path: Path, data: bytes) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; the first malformed line raises."""
+    max_bytes = get_setting("ingest_max_line_bytes")
+    if data.lstrip()[:1] == b"[":
+        try:
+            items = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where(path, exc.lineno)}: invalid JSON array ({exc.msg}, column {exc.colno}); {FIX}") from None
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: item {i} is {type(item).__name__}, expected a JSON object; {FIX}")
+            out.append((i + 1, item))
+        return out
+    records = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        if len(raw) > max_bytes:
+            raise ValueError(
+                f"{where(path, lineno)}: line is {len(raw)} bytes, over ingest_max_line_bytes={max_bytes} "
+                f"(raise SALIENT_INGEST_MAX_LINE_BYTES if it is meant to be that long); nothing was written")
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            reason = f"invalid JSON ({exc.msg}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else f"not UTF-8 ({exc.reason})"
+            raise ValueError(f"{where(path, lineno)}: {reason}; {FIX}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where(path, lineno)}: expected a JSON object, got {type(obj).__name__}; {FIX}")
+        records.append((lineno, obj))
+    return records
+
+
+def _read_csv(path: Path, data: bytes) -> list[tuple[int, dict]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 at byte {exc.start}; re-save the file as UTF-8; nothing was written") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise ValueError(f"{path}: empty CSV (no header row); nothing was written")
+    records = []
+    try:
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise ValueError(
+                    f"{where(path, reader.line_num)}: the number of fields differs from the header's "
+                    f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}); {FIX}")
+            records.append((reader.line_num, dict(row)))
+    except csv.Error as exc:
+        raise ValueError(f"{where(path, reader.line_num)}: {exc}; {FIX}") from None
+    return records
+
+
+def _read_parquet(path: Path, data: bytes) -> list[tuple[int, dict]]:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc}); nothing was written") from None
+    return [(f"row {i}", rec) for i, rec in enumerate(table.to_pylist())]
+
+
+READERS = {"jsonl": read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
+
+
+# ------------------------------------------------------------------ generic field mapping
+def _first_present(keys, candidates) -> str | None:
+    return next((c for c in candidates if c in keys), None)
+
+
+def _choices(value, loc: str) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{loc}: choices {value!r} is not a JSON array of strings; {FIX}") from None
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ValueError(f"{loc}: choices must be a list of strings, got {value!r}; {FIX}")
+    return value
+
+
+def _as_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def generic_rows(path: Path, records: list[tuple[int, dict]], opts) -> list[dict]:
+    """Map generic records to rows with the field options of `opts` (storage.ingest.IngestOptions)."""
+    if not records:
+        raise ValueError(f"{path}: no records; nothing was written")
+    keys = set(records[0][1])
+    id_field = opts.id_field or _first_present(keys, ("id", "example_id", "uid"))
+    input_field = None if opts.input_template else (opts.input_field or "input")
+    target_field = opts.target_field or _first_present(keys, ("target", "label", "answer"))
+    choices_field = opts.choices_field or _first_present(keys, ("choices",))
+    if input_field and input_field not in keys:
+        raise ValueError(
+            f"{where(path, records[0][0])}: no field {input_field!r} (fields: {', '.join(sorted(keys))}); "
+            "name the input with --input-field FIELD or build it with --input-template '{a} {b}'")
+    used = {f for f in (id_field, input_field, target_field, choices_field) if f}
+    rows = []
+    for lineno, rec in records:
+        loc = where(path, lineno)
+        for f in (opts.id_field, input_field, opts.target_field, opts.choices_field):
+            if f and f not in rec:
+                raise ValueError(f"{loc}: field {f!r} is missing; {FIX}")
+        if opts.input_template:
+            try:
+                text = opts.input_template.format_map(rec)
+            except KeyError as exc:
+                raise ValueError(f"{loc}: --input-template names field {exc.args[0]!r}, which this record lacks; {FIX}") from None
+            except (IndexError, ValueError) as exc:
+                raise ValueError(f"--input-template {opts.input_template!r} is not a valid format string ({exc})") from None
+        else:
+            text = _as_text(rec.get(input_field))
+        if not text:
+            raise ValueError(f"{loc}: empty input; {FIX}")
+        extra = {}
+        for k, v in rec.items():
+            if k in used:
+                continue
+            extra[f"source_{k}" if k in DATASET_COLUMNS or k in RESERVED else k] = v
+        rows.append({
+            "example_id": _as_text(rec.get(id_field)) if id_field else None,
+            "input": text,
+            "target": _as_text(rec.get(target_field)) if target_field else None,
+            "choices": _choices(rec.get(choices_field), loc) if choices_field else None,
+            "extra": extra, "where": loc,
+        })
+    return rows

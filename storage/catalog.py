@@ -113,7 +113,8 @@ def create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
     empty_rationales = RATIONALE_SCHEMA.empty_table()
     con.register("__ex", empty_examples)
     con.register("__ra", empty_rationales)
-    con.execute("CREATE OR REPLACE TABLE _empty_examples AS SELECT * FROM __ex")
+    # ingested parts carry a `dataset` column beside DATASET_SCHEMA (storage.ingest); so does the fallback
+    con.execute("CREATE OR REPLACE TABLE _empty_examples AS SELECT *, NULL::VARCHAR AS dataset FROM __ex")
     con.execute("CREATE OR REPLACE TABLE _empty_rationales AS SELECT * FROM __ra")
     con.unregister("__ex")
     con.unregister("__ra")
@@ -174,7 +175,8 @@ class Catalog:
 
     def arrow(self, sql: str, params: list | None = None) -> pa.Table:
         with self._lock:
-            return self._con.execute(sql, params or []).to_arrow_table()
+            # con.sql(...): execute(...).to_arrow_table() warns about an extra copy in DuckDB 2.0
+            return self._con.sql(sql, params=params or None).to_arrow_table()
 
     def dataset_parts(self, name: str | None = None, split: str | None = None) -> list[str]:
         """Store-relative paths of the active Parquet parts, optionally for one dataset / split."""

@@ -1,0 +1,122 @@
+"""The files are the truth: killed writers leave nothing visible, `rebuild` recreates the catalog, one writer."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from storage import Catalog, CatalogLocked, Store, rationale_table, write_shard
+from storage.ingest import ingest
+from storage.parquet_io import sweep_tmp
+from storage.sql import run_sql
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _rows(n: int, offset: int = 0) -> list[dict]:
+    words = ["cat", "sat", "on", "the", "mat", "today"]
+    return [{
+        "example_id": f"ex{offset + i}", "input_text": " ".join(words), "target_text": "mat",
+        "teacher_model": "tiny", "method": "saliency", "teacher_output": "mat", "teacher_correct": True,
+        "tokens": words, "spans": [{"start": 0, "end": 3}] * len(words), "scores": [0.1] * len(words),
+        "rationale": words[(offset + i) % 3:][:2], "rationale_text": " ".join(words[(offset + i) % 3:][:2]),
+        "error": None if i % 5 else "too long",
+    } for i in range(n)]
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_shard_writer_killed_before_rename_leaves_no_visible_file(catalog):
+    job = catalog.create_job("job1", dataset="toy", split="test", spec={}, total_rows=20, shards_total=2)
+    table = rationale_table(_rows(10), dataset="toy", split="test", job_id=job["job_id"], shard_index=0)
+    write_shard(catalog, table, dataset="toy", job_id="job1", index=0)
+    # A second process writes shard 1 and is SIGKILLed at the moment it would rename the temp file.
+    code = f"""
+        import os, signal, sys
+        sys.path.insert(0, {REPO!r})
+        import pyarrow as pa
+        from storage import parquet_io
+        os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+        parquet_io.write_parquet_atomic(pa.table({{"a": list(range(1000))}}), {str(catalog.store.shard_path("toy", "job1", 1))!r})
+    """
+    proc = subprocess.run(_python(code), capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr.decode()
+    job_dir = catalog.store.job_dir("toy", "job1")
+    assert sorted(p.name for p in job_dir.glob("*.parquet")) == ["shard-00000.parquet"]
+    leftovers = list(job_dir.glob(".*.tmp"))
+    assert len(leftovers) == 1  # the partial file exists, but no reader globs it
+    assert run_sql(catalog, "SELECT count(*) FROM rationales").rows == [(10,)]
+    assert run_sql(catalog, f"SELECT count(*) FROM read_parquet('{job_dir}/*.parquet')").rows == [(10,)]
+    assert sweep_tmp(catalog.store.root) == leftovers and not list(job_dir.glob(".*.tmp"))
+
+
+def test_rebuild_from_files_gives_the_same_query_results(store, shared_datasets):
+    queries = [
+        "SELECT dataset, split, count(*), count(DISTINCT example_id), count(llm_rationale) FROM examples GROUP BY ALL ORDER BY ALL",
+        "SELECT name, version, split, path, rows, format, source, content_hash, active, created_at FROM datasets ORDER BY ALL",
+        "SELECT job_id, split, count(*), count(error) FROM rationales GROUP BY ALL ORDER BY ALL",
+        "SELECT token, count(*) AS n FROM rationale_tokens GROUP BY token ORDER BY n DESC, token LIMIT 50",
+        "SELECT r.job_id, e.target, count(*) FROM rationales r JOIN examples e USING (example_id) GROUP BY ALL ORDER BY ALL",
+        'SELECT job_id, "index", path, rows, error_rows, bytes FROM shards ORDER BY ALL',
+        "SELECT job_id, dataset, split, status, total_rows, done_rows, error_rows, shards_done, shards_total FROM jobs ORDER BY ALL",
+    ]
+    with Catalog.open(store) as cat:
+        ingest(cat, "svamp", shared_datasets / "svamp")
+        ingest(cat, "anli1", shared_datasets / "anli1")
+        ids = [r["example_id"] for r in cat.query("SELECT example_id FROM examples WHERE dataset = 'svamp' ORDER BY source_index")]
+        cat.create_job("j-svamp", dataset="svamp", split="train", spec={"k": 8}, total_rows=30, shards_total=3)
+        cat.mark_running("j-svamp")
+        for index in range(3):
+            rows = _rows(10, offset=index * 10)
+            for i, row in enumerate(rows):
+                row["example_id"] = ids[index * 10 + i]
+            table = rationale_table(rows, dataset="svamp", split="train", job_id="j-svamp", shard_index=index,
+                                    created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+            write_shard(cat, table, dataset="svamp", job_id="j-svamp", index=index)
+        cat.mark_succeeded("j-svamp")
+        before = [run_sql(cat, q).rows for q in queries]
+    assert before[2] == [("j-svamp", "train", 30, 6)] and len(before[4]) > 0
+    store.catalog_path.unlink()
+    for wal in store.root.glob("catalog.duckdb*"):
+        wal.unlink()
+    with Catalog.open(store) as cat:
+        assert cat.query("SELECT count(*) AS n FROM datasets")[0]["n"] == 0
+        counts = cat.rebuild()
+        assert counts == {"datasets": 4, "jobs": 1, "shards": 3, "runs": 0}
+        after = [run_sql(cat, q).rows for q in queries]
+    assert after == before
+
+
+def test_second_writer_gets_an_error_naming_the_holder(store):
+    code = f"""
+        import sys, time
+        sys.path.insert(0, {REPO!r})
+        from storage import Catalog, Store
+        cat = Catalog.open(Store.open({str(store.root)!r}))
+        print("open", flush=True)
+        time.sleep(60)
+    """
+    holder = subprocess.Popen(_python(code), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(CatalogLocked, match=rf"open read-write by process {holder.pid}.*Only one process may write"):
+            Catalog.open(store)
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.time() + 10
+    while True:  # the lock goes with the process
+        try:
+            Catalog.open(store).close()
+            break
+        except CatalogLocked:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)

@@ -1,0 +1,167 @@
+"""The read-only SQL sandbox (storage.sql): what it refuses, what it bounds, and that it recovers."""
+from __future__ import annotations
+
+import time
+
+import duckdb
+import pytest
+
+from storage import Catalog, Store
+from storage.ingest import ingest
+from storage.sql import Sandbox, SQLRefused, SQLTimeout, check_statement, run_sql
+
+
+@pytest.fixture(scope="module")
+def sandbox_catalog(tmp_path_factory, shared_datasets):
+    root = tmp_path_factory.mktemp("sql")
+    (root / "secret.csv").write_text("password\nhunter2\n")
+    cat = Catalog.open(Store.open(root / "store"))
+    ingest(cat, "svamp", shared_datasets / "svamp")
+    yield cat
+    cat.close()
+
+
+def ok(cat) -> None:
+    """The next ordinary query still works."""
+    assert run_sql(cat, "SELECT count(*) AS n FROM examples").rows == [(1000,)]
+
+
+def outside(cat) -> str:
+    return str(cat.store.root.parent / "secret.csv")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('{outside}')",
+    "SELECT * FROM read_csv_auto('{outside}')",
+    "SELECT * FROM read_text('{outside}')",
+    "SELECT * FROM read_blob('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('{root}/datasets/../../secret.csv')",
+    "SELECT * FROM read_json_auto('{outside}')",
+    "SELECT * FROM read_text('secret.csv')",
+])
+def test_files_outside_the_store_are_refused(sandbox_catalog, sql):
+    cat = sandbox_catalog
+    query = sql.format(outside=outside(cat), root=cat.store.root)
+    with pytest.raises(SQLRefused, match="Cannot access file.*reads only the store"):
+        run_sql(cat, query)
+    ok(cat)
+
+
+@pytest.mark.parametrize("sql, kind", [
+    ("COPY (SELECT 1) TO '{root}/out.csv'", "COPY"),
+    ("COPY examples TO '{root}/out.parquet' (FORMAT parquet)", "COPY"),
+    ("EXPORT DATABASE '{root}/dump'", "EXPORT"),
+    ("ATTACH '{root}/catalog.duckdb' AS c", "ATTACH"),
+    ("ATTACH ':memory:' AS m", "ATTACH"),
+    ("INSTALL httpfs", "LOAD"),
+    ("LOAD httpfs", "LOAD"),
+    ("SET enable_external_access = true", "SET"),
+    ("SET threads = 64", "SET"),
+    ("RESET memory_limit", "SET"),
+    ("PRAGMA enable_profiling", "PRAGMA"),
+    ("CREATE TABLE t AS SELECT 1", "CREATE"),
+    ("CREATE MACRO m() AS 1", "CREATE"),
+    ("INSERT INTO jobs SELECT * FROM jobs", "INSERT"),
+    ("UPDATE datasets SET active = false", "UPDATE"),
+    ("DELETE FROM datasets", "DELETE"),
+    ("DROP VIEW examples", "DROP"),
+    ("CALL pragma_version()", "CALL"),
+    ("BEGIN TRANSACTION", "TRANSACTION"),
+])
+def test_non_read_statements_are_refused(sandbox_catalog, sql, kind):
+    cat = sandbox_catalog
+    with pytest.raises(SQLRefused, match=f"{kind} statements are refused.*Allowed: SELECT"):
+        run_sql(cat, sql.format(root=cat.store.root))
+    assert not (cat.store.root / "out.csv").exists() and not (cat.store.root / "dump").exists()
+    ok(cat)
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT 1; DROP TABLE jobs", "exactly one statement"),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'", "EXPLAIN is allowed only for a SELECT"),
+    ("SELEC 1", "does not parse"),
+])
+def test_multiple_explain_and_unparsable(sandbox_catalog, sql, message):
+    with pytest.raises(SQLRefused, match=message):
+        run_sql(sandbox_catalog, sql)
+    ok(sandbox_catalog)
+
+
+@pytest.mark.parametrize("sql", [
+    "WITH s AS (SELECT split FROM examples) SELECT split, count(*) FROM s GROUP BY split",
+    "FROM datasets SELECT name, rows",
+    "DESCRIBE examples",
+    "SUMMARIZE SELECT target FROM examples",
+    "SHOW TABLES",
+    "EXPLAIN SELECT * FROM examples",
+    "VALUES (1, 'a')",
+])
+def test_read_statements_are_allowed(sandbox_catalog, sql):
+    assert run_sql(sandbox_catalog, sql).row_count >= 1
+
+
+def test_store_files_stay_readable_and_settings_are_locked(sandbox_catalog):
+    cat = sandbox_catalog
+    direct = run_sql(cat, f"SELECT count(*) FROM read_parquet('{cat.store.root}/datasets/*/*/part-*.parquet')")
+    assert direct.rows == [(1000,)]
+    settings = dict(run_sql(cat, "SELECT name, value FROM duckdb_settings() WHERE name IN "
+                                 "('enable_external_access', 'lock_configuration', 'threads')").rows)
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true", "threads": "2"}
+
+
+def test_python_variables_are_not_readable(sandbox_catalog):
+    sandbox_catalog_table = duckdb.sql("SELECT 1 AS leaked").to_arrow_table()  # noqa: F841 - the bait
+    with pytest.raises(duckdb.CatalogException):
+        run_sql(sandbox_catalog, "SELECT * FROM sandbox_catalog_table")
+    ok(sandbox_catalog)
+
+
+def test_long_query_is_interrupted_at_the_time_limit(sandbox_catalog):
+    start = time.perf_counter()
+    with pytest.raises(SQLTimeout, match=r"interrupted after the 0.5 s time limit.*SALIENT_SQL_TIME_LIMIT_S"):
+        run_sql(sandbox_catalog, "SELECT count(*) FROM range(1000000000000) t(i) WHERE i % 7 = 3", time_limit_s=0.5)
+    assert time.perf_counter() - start < 3
+    ok(sandbox_catalog)
+
+
+def test_ten_million_rows_are_capped_and_reported_truncated(sandbox_catalog):
+    start = time.perf_counter()
+    result = run_sql(sandbox_catalog, "SELECT i, i * 2 AS j FROM range(10000000) t(i)", max_rows=500)
+    assert result.truncated and result.row_count == 500 and result.rows[-1] == (499, 998)
+    assert time.perf_counter() - start < 2
+    assert not run_sql(sandbox_catalog, "SELECT * FROM range(500)", max_rows=500).truncated
+    ok(sandbox_catalog)
+
+
+def test_memory_is_bounded(sandbox_catalog):
+    box = Sandbox(sandbox_catalog, memory_limit="64MB", threads=1)
+    try:
+        with pytest.raises(SQLRefused, match="sql_memory_limit=64MB"):
+            box.run("SELECT list(i) FROM range(50000000) t(i)")
+        assert box.run("SELECT 42").rows == [(42,)]
+    finally:
+        box.close()
+
+
+def test_env_settings_bound_rows(sandbox_catalog, monkeypatch):
+    monkeypatch.setenv("SALIENT_SQL_MAX_ROWS", "7")
+    result = run_sql(sandbox_catalog, "SELECT * FROM examples")
+    assert result.row_count == 7 and result.truncated and result.max_rows == 7
+
+
+def test_sandbox_follows_catalog_changes(tmp_path, shared_datasets):
+    with Catalog.open(Store.open(tmp_path / "s")) as cat:
+        assert run_sql(cat, "SELECT count(*) FROM examples").rows == [(0,)]
+        ingest(cat, "anli1", shared_datasets / "anli1")
+        assert run_sql(cat, "SELECT dataset, count(*) FROM examples GROUP BY ALL").rows == [("anli1", 2000)]
+        cat.create_job("j1", dataset="anli1", split="test", spec={}, total_rows=1000, shards_total=1)
+        assert run_sql(cat, "SELECT status FROM jobs").rows == [("queued",)]
+        cat.mark_running("j1")
+        assert run_sql(cat, "SELECT status FROM jobs").rows == [("running",)]
+
+
+def test_check_statement_uses_the_parser_not_keywords():
+    assert check_statement("select 'DROP TABLE x' AS s") == "select 'DROP TABLE x' AS s"
+    with pytest.raises(SQLRefused, match="sql_max_query_chars=10"):
+        check_statement("SELECT 1 + 1 + 1", max_chars=10)
