@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = (
     "api.commands.catalog",
     "api.commands.attribute_local",
+    "api.commands.attribute",
     "api.commands.datasets",
     "api.commands.sql",
     "api.commands.train",

@@ -48,7 +48,7 @@ SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve()
 def write_rows(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict]], job: str) -> None:
     """One job per split, one shard each, through storage.write_shard (the trainer's real input)."""
     for split, rows in rows_by_split.items():
-        job_id = f"{job}-{split}"
+        job_id = f"{dataset}-{job}-{split}"
         cat.create_job(job_id, dataset=dataset, split=split, spec={"benchmark": "distill_quality"},
                        total_rows=len(rows), shards_total=1)
         write_shard(cat, rationale_table(rows, dataset=dataset, split=split, job_id=job_id, shard_index=0),
@@ -133,12 +133,12 @@ def run_planted(args, cat: Catalog, log) -> list[dict]:
                               seed=0, labels=labels)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                               lr=3e-3, until_accuracy=0.99, check_every=100, seed=0)
+                               lr=args.teacher_lr, word_dropout=args.word_dropout, seed=0)
     log(f"  teacher trained: {stats} ({time.perf_counter() - t:.0f} s)")
     engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
                                                  device="cpu"))
     rows = {s: attribute(engine, ex, log) for s, ex in splits.items()}
-    hit = [args.k and (ex["cue"] in r["rationale"]) for ex, r in zip(splits["train"], rows["train"])]
+    hit = [ex["cue"] in (r["rationale"] or []) for ex, r in zip(splits["train"], rows["train"])]
     log(f"  teacher rationale contains the cue on {sum(hit)}/{len(hit)} training rows")
     write_rows(cat, "planted", rows, "teacher")
     write_rows(cat, "planted-truecue", {s: with_rationale(rows[s], [e["cue"] for e in splits[s]], "true_cue")
@@ -204,7 +204,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     path = build_minilm_classifier(tdir / "teacher", labels)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
-                               steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr, seed=0)
+                               steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
+                               word_dropout=args.word_dropout, seed=0)
     log(f"  teacher fine-tuned: {stats} ({time.perf_counter() - t:.0f} s)")
     engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
                                                  device="cpu", token_budget=8192))
@@ -253,8 +254,10 @@ def main(argv=None) -> int:
     p.add_argument("--n-val", type=int, default=None, help="validation rows (planted 200, real 300)")
     p.add_argument("--n-test", type=int, default=None, help="test rows (planted 1000, real 1000)")
     p.add_argument("--teacher-train", type=int, default=None, help="teacher training rows (planted 3000, real 3000)")
-    p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (planted 3000 max, real 400)")
-    p.add_argument("--teacher-lr", type=float, default=5e-5)
+    p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (planted 1500, real 400)")
+    p.add_argument("--teacher-lr", type=float, default=None, help="teacher AdamW LR (planted 3e-3, real 5e-5)")
+    p.add_argument("--word-dropout", type=float, default=0.2,
+                   help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
     p.add_argument("--method", default=None, help="attribution method (planted occlusion, real saliency)")
     p.add_argument("--k", type=int, default=None, help="rationale words (planted 1, real 5)")
     p.add_argument("--steps", type=int, default=None, help="student steps (planted 300, real 1000)")
@@ -274,7 +277,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     planted = args.task == "planted"
     defaults = dict(n_train=100 if planted else 2000, n_val=200 if planted else 300, n_test=1000,
-                    teacher_train=3000, teacher_steps=3000 if planted else 400,
+                    teacher_train=3000, teacher_steps=1500 if planted else 400,
+                    teacher_lr=3e-3 if planted else 5e-5,
                     method="occlusion" if planted else "saliency", k=1 if planted else 5, steps=300 if planted else 1000)
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -66,12 +66,9 @@ scorer {html.escape(metrics['scorer'])}, seeds {metrics['seeds']}, validation: {
 
 
 def write_report(run_dir: Path, metrics: dict, histories: dict[str, list[list[dict]]]) -> Path:
-    from storage.parquet_io import _commit, _tmp_for
-
     plot_curves(histories, run_dir / "curves.png")
     path = run_dir / "report.html"
-    fd, tmp = _tmp_for(path)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(render_html(metrics))
-    _commit(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(render_html(metrics))
+    os.replace(tmp, path)  # readers see the old report or the new one, never half of one
     return path

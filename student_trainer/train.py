@@ -86,6 +86,13 @@ def batch_indices(seed: int, step: int, batch_size: int, n: int) -> list[int]:
     return out
 
 
+def batch_digest(batch: list[Example]) -> str:
+    """Short hash of a batch's example ids in order (recorded per step: the baseline check compares them)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(e.example_id for e in batch).encode()).hexdigest()[:12]
+
+
 def lr_lambda(cfg: TrainConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -198,7 +205,8 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
         opt.step()
         sched.step()
         state["step"] = step + 1
-        record = {"step": state["step"], "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **parts}
+        record = {"step": state["step"], "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **parts,
+                  "rows": batch_digest(batch)}
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             val_loss = float(task_loss_eval(model, tokenizer, data.val, cfg, device, autocast))
             acc = evaluate_split(model, tokenizer, data.val, cfg, device, autocast)

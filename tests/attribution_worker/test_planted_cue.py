@@ -58,8 +58,23 @@ def cue_rates(path: str, held_out: list[dict], methods=METHODS, **config) -> dic
         for label in sorted(CUES):
             rates[f"{method}[{label}]"] = round(float(np.mean([h for h, r in zip(hits, held_out) if r["target"] == label])), 3)
         rates["teacher_accuracy"] = round(float(np.mean([o["teacher_correct"] for o in out])), 3)
+        if method == "occlusion":  # how much the teacher relies on the cue: log p drop when it alone is masked
+            for label in sorted(CUES):
+                rates[f"cue_effect[{label}]"] = round(float(np.mean(
+                    [o["scores"][o["tokens"].index(r["cue"])] for r, o in zip(held_out, out) if r["target"] == label])), 3)
         rates[f"{method}:comprehensiveness"] = round(float(np.mean([o["comprehensiveness"] for o in out])), 3)
     return rates
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, and far faster when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _report(capsys, record_property, name: str, rates: dict) -> str:
@@ -98,19 +113,23 @@ def test_planted_cue_is_in_the_rationale(tmp_path, capsys, record_property):
 
 
 @pytest.mark.slow
-def test_planted_cue_binary_t5_shortcut(tmp_path, capsys, record_property):
-    """The brief's probe (T5 d_model 64, binary task, no counterfactual twins), reported per class.
+def test_planted_cue_binary_t5(tmp_path, capsys, record_property):
+    """The brief's probe: T5 (d_model 64, 2 layers), binary task, no counterfactual twins.
 
-    Such a teacher learns a one-sided rule; the class whose cues it ignores shows ~0
-    comprehensiveness. Asserted: every method is near-perfect where the cue matters (the yes class
-    here), and occlusion finds the cue wherever deleting it changes log p noticeably.
+    Such a teacher leans on one class's cues more than the other's (see docs/attribution.md), so
+    rates are reported per class with `cue_effect` (log p drop when the cue alone is masked), and
+    the 90% bar applies to the class whose cues it relies on. Integrated gradients needs more steps here than on the classifier:
+    the default 16 under-integrates a sharp cue detector; 64 steps are measured as well.
     """
     train = cue_task(4000, seed=0)
     held_out = cue_task(200, seed=1)
-    path = build_tiny_teacher(tmp_path / "t5", kind="seq2seq", texts=[" ".join(FILL + CUES["yes"] + CUES["no"])],
+    path = build_tiny_teacher(tmp_path / "t5", kind="seq2seq", texts=[" ".join(FILL + CUES["yes"] + CUES["no"] + ["yes", "no"])],
                               d_model=64, layers=2, heads=2, seed=0)
-    train_tiny_teacher(path, [(r["input"], r["target"]) for r in train], steps=1200, lr=3e-3, seed=0)
+    stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in train], steps=600, lr=3e-3, seed=0)
     rates = cue_rates(str(path), held_out, n_steps=16)
-    line = _report(capsys, record_property, "cue_rates_binary_t5", rates)
+    ig64 = cue_rates(str(path), held_out, methods=("integrated_gradients",), n_steps=64)
+    rates.update({k.replace("integrated_gradients", "integrated_gradients_64"): v for k, v in ig64.items() if k != "teacher_accuracy"})
+    line = _report(capsys, record_property, "cue_rates_binary_t5", {**rates, "train": stats})
     assert rates["teacher_accuracy"] >= 0.95, line
-    assert max(rates[m] for m in METHODS) >= 0.90 or max(rates[f"{m}[yes]"] for m in METHODS) >= 0.95, line
+    relied_on = max(CUES, key=lambda c: rates[f"cue_effect[{c}]"])  # the class whose cues the teacher uses most
+    assert max(rates[f"{m}[{relied_on}]"] for m in (*METHODS, "integrated_gradients_64")) >= 0.90, line

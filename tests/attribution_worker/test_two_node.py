@@ -1,0 +1,128 @@
+"""A job over two Ray nodes on this machine (two raylets, `ray start --head` + `ray start --address`).
+
+Each node offers one `salient_slot`; a job whose actors each need one slot gets one actor per node
+(asserted on their node ids), and its rows equal a one-node run (both actors pinned to the head).
+The nodes run with auth disabled (RAY_AUTH_MODE=disabled, DESIGN.md "Ray here"), on free ports and
+their own temp dir, as `ray start --block` children in their own process group: teardown stops
+exactly those processes (never a machine-wide `ray stop`, which would end other people's clusters).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_jobs import make_rows, register, spec_for
+
+ray = pytest.importorskip("ray")
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the `ray start --block` process group (raylet, GCS, workers), SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            time.sleep(1)  # children of the group get the same signal; let them go
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def two_nodes(monkeypatch):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    temp = tempfile.mkdtemp(prefix="rt2n-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    gcs, client, *agent = _free_ports(8)
+    common = ["--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    head = [RAY_BIN, "start", "--head", "--port", str(gcs), "--ray-client-server-port", str(client),
+            "--include-dashboard", "false", "--temp-dir", temp, "--resources", json.dumps({"salient_slot": 1, "head_node": 1}),
+            "--dashboard-agent-listen-port", str(agent[0]), "--dashboard-agent-grpc-port", str(agent[1]),
+            "--metrics-export-port", str(agent[2]), *common]
+    worker = [RAY_BIN, "start", "--address", f"127.0.0.1:{gcs}", "--resources", json.dumps({"salient_slot": 1}),
+              "--dashboard-agent-listen-port", str(agent[3]), "--dashboard-agent-grpc-port", str(agent[4]),
+              "--metrics-export-port", str(agent[5]), *common]
+    procs: list[subprocess.Popen] = []
+    log = open(Path(temp) / "ray-start.log", "ab")
+    try:
+        procs.append(subprocess.Popen(head, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        _wait_for(lambda: _port_open(gcs), 120, "the head node's GCS", temp)
+        procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
+        _wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, 120, "the second node", temp)
+        yield [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for p in reversed(procs):
+            _stop(p)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(check, timeout: float, what: str, temp: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    tail = (Path(temp) / "ray-start.log").read_text(errors="replace")[-2000:]
+    raise AssertionError(f"{what} did not come up within {timeout:.0f} s:\n{tail}")
+
+
+@pytest.mark.slow
+def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, catalog, tiny_teachers, make_examples):
+    from attribution_worker.jobs import run_job
+
+    rows = make_rows(200, make_examples)
+    register(catalog, rows)
+    teacher = tiny_teachers["seq2seq"]
+    both = run_job(catalog, spec_for(teacher, shard_size=25, actors=2, actor_resources={"salient_slot": 1}),
+                   job_id="two-nodes")
+    assert both["status"] == "succeeded"
+    assert len(set(both["actor_nodes"])) == 2 and set(both["actor_nodes"]) == set(two_nodes)
+
+    one = run_job(catalog, spec_for(teacher, shard_size=25, actors=1, actor_resources={"head_node": 1}),
+                  job_id="one-node")
+    assert one["status"] == "succeeded" and len(set(one["actor_nodes"])) == 1
+
+    cols = "example_id, shard_index, teacher_output, rationale, scores, error, comprehensiveness"
+    a = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'two-nodes' ORDER BY example_id")
+    b = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'one-node' ORDER BY example_id")
+    assert [r["example_id"] for r in a] == sorted(r["example_id"] for r in rows)
+    assert len(a) == len(b) == 200
+    for x, y in zip(a, b):
+        assert (x["example_id"], x["shard_index"], x["teacher_output"], x["rationale"], x["error"]) == \
+               (y["example_id"], y["shard_index"], y["teacher_output"], y["rationale"], y["error"])
+        np.testing.assert_allclose(x["scores"], y["scores"], rtol=1e-6, atol=0)

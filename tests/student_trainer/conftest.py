@@ -1,0 +1,14 @@
+"""Fixtures of the trainer tests (helpers live in st_helpers.py)."""
+from __future__ import annotations
+
+import pytest
+
+from st_helpers import add_job, toy_rows
+
+
+@pytest.fixture
+def toy(catalog):
+    """Dataset `toy`: job1 with train (80 rows, every 10th an error) and test (30 rows)."""
+    add_job(catalog, "toy", "job1", {"train": toy_rows(80, "train", error_every=10), "test": toy_rows(30, "test")})
+    return catalog
+

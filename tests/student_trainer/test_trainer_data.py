@@ -1,0 +1,86 @@
+"""Row selection and multi-task examples: dataset / job / SQL filter, errors skipped and counted."""
+from __future__ import annotations
+
+import pytest
+
+from st_helpers import add_job, tiny_cfg, toy_rows
+from student_trainer.config import TrainConfig, field_docs
+from student_trainer.data import load_data
+
+
+def test_examples_are_multitask_and_errors_are_counted(toy):
+    data = load_data(toy, tiny_cfg())
+    assert data.counts["rows_read"] == 110
+    assert data.counts["error_rows"] == 8  # rows 0, 10, ..., 70 of train
+    assert len(data.train) + len(data.val) == 72 and len(data.test) == 30
+    ex = data.train[0]
+    assert ex.predict_input == "predict: " + ex.input and ex.explain_input == "explain: " + ex.input
+    assert ex.label == ex.gold and ex.rationale in {"good", "great", "fine", "bad", "awful", "poor"}
+    assert data.val and "hash of example_id" in data.val_source
+    ids = {e.example_id for e in data.train} | {e.example_id for e in data.val}
+    assert not any(i.endswith(("-0", "-10", "-70")) for i in ids)
+
+
+def test_teacher_labels_train_only(toy):
+    data = load_data(toy, tiny_cfg(labels="teacher"))
+    assert any(e.label != e.gold for e in data.train)  # 10% of teacher answers are wrong
+    assert all(e.label == e.teacher_output for e in data.train)
+    assert all(e.label == e.gold for e in data.val + data.test)  # scoring is always against gold
+
+
+def test_select_by_job_and_where(catalog):
+    add_job(catalog, "toy", "jobA", {"train": toy_rows(40, "train", prefix="a"), "valid": toy_rows(10, "valid", prefix="a")})
+    add_job(catalog, "toy", "jobB", {"train": toy_rows(20, "train", prefix="b")})
+    add_job(catalog, "other", "jobC", {"train": toy_rows(50, "train", prefix="c")})
+    both = load_data(catalog, tiny_cfg())
+    assert both.counts["train"] == 60 and both.val_source == "valid" and both.counts["val"] == 10
+    only_b = load_data(catalog, tiny_cfg(job="jobB", val_split="train"))
+    assert {e.example_id[:1] for e in only_b.train} == {"b"}
+    correct = load_data(catalog, tiny_cfg(where="teacher_correct AND job_id = 'jobA'"))
+    assert all(e.label == e.teacher_output for e in correct.train) and {e.example_id[:1] for e in correct.train} == {"a"}
+    assert correct.counts["rows_read"] < 50
+
+
+def test_newest_duplicate_wins(catalog):
+    old = toy_rows(30, "train")
+    new = [dict(r, rationale=["NEW"], rationale_text="NEW") for r in old]
+    add_job(catalog, "toy", "j-old", {"train": old})
+    add_job(catalog, "toy", "j-new", {"train": new})
+    data = load_data(catalog, tiny_cfg())
+    assert data.counts["duplicates"] == 30
+    assert {e.rationale for e in data.train + data.val} == {"NEW"}
+
+
+def test_where_cannot_read_other_files(toy, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    with pytest.raises(ValueError, match="--where"):
+        load_data(toy, tiny_cfg(where=f"(SELECT count(*) FROM read_csv('{secret}')) > 0"))
+    with pytest.raises(ValueError, match="--where"):
+        load_data(toy, tiny_cfg(where="no_such_column = 1"))
+
+
+def test_missing_dataset_names_the_fix(toy):
+    with pytest.raises(ValueError, match="salient attribute"):
+        load_data(toy, tiny_cfg(dataset="nope"))
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    ({"label_weight": 1.5}, "--label-weight"), ({"labels": "silver"}, "--labels"), ({"seeds": []}, "--seeds"),
+    ({"steps": 0}, "--steps"), ({"warmup_steps": 500}, "--warmup-steps"), ({"dtype": "bf16", "device": "cpu"}, "--dtype"),
+    ({"where": "1=1; DROP TABLE x"}, "--where"), ({"schedule": "step"}, "--schedule"),
+])
+def test_config_errors_name_the_flag(kwargs, flag):
+    with pytest.raises(ValueError, match=flag):
+        TrainConfig(dataset="toy", **kwargs)
+
+
+def test_every_setting_is_documented():
+    import dataclasses
+    from pathlib import Path
+
+    docs = field_docs()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "trainer.md").read_text()
+    for f in dataclasses.fields(TrainConfig):
+        assert docs.get(f.name), f"TrainConfig.{f.name} has no docstring"
+        assert f"--{f.name.replace('_', '-')}" in guide or f.name == "extra", f"docs/trainer.md lacks --{f.name}"
