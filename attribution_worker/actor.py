@@ -32,6 +32,12 @@ class _TeacherActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def cpu_seconds(self) -> float:
+        """CPU time this actor process has used (all threads): for overhead measurements."""
+        import time
+
+        return time.process_time()
+
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 

@@ -238,8 +238,6 @@ class _Runner:
         n, self.options = actor_options(gpus_available=cluster_gpus(), actors=self.spec.actors,
                                         num_cpus_per_actor=self.spec.num_cpus_per_actor,
                                         resources=self.spec.actor_resources)
-        if self.options.get("num_gpus"):
-            self.options.pop("num_cpus")
         self.actors = [self._new_actor() for _ in range(n)]
         timeout = job_setting("actor_start_timeout_s")
         try:
@@ -250,6 +248,17 @@ class _Runner:
                             "or raise SALIENT_ACTOR_START_TIMEOUT_S") from None
         except ray.exceptions.RayActorError as exc:
             raise JobFailed(f"the teacher actor failed to start: {_cause(exc)}") from None
+
+    def _actor_cpu(self) -> float | None:
+        """Summed CPU seconds of the live actors; None once an actor was replaced (not comparable)."""
+        import ray
+
+        if self.retries:
+            return None
+        try:
+            return sum(ray.get([a.cpu_seconds.remote() for a in self.actors], timeout=60))
+        except ray.exceptions.RayError:
+            return None
 
     def stop_actors(self) -> None:
         import ray
@@ -266,8 +275,12 @@ class _Runner:
         t0 = time.perf_counter()
         try:
             nodes = self.start_actors()
-            t_ready = time.perf_counter()
+            t_ready, cpu_ready = time.perf_counter(), time.process_time()
+            cpu_before = self._actor_cpu()
             status = self._loop()
+            cpu_after = self._actor_cpu()
+            actor_cpu = cpu_after - cpu_before if None not in (cpu_before, cpu_after) else None
+            driver_cpu = time.process_time() - cpu_ready
         except KeyboardInterrupt:
             done = len(self.catalog.committed_shards(self.job_id))
             self.catalog.mark_failed(self.job_id, f"interrupted with {done}/{self.n_shards} shards committed; "
@@ -284,6 +297,7 @@ class _Runner:
         # startup_s: the part of `seconds` spent placing actors and loading the teacher.
         return {"status": status, "committed_now": self.committed_now, "rows_now": self.rows_now,
                 "retries": self.retries, "seconds": round(seconds, 3), "startup_s": round(t_ready - t0, 3),
+                "driver_cpu_s": round(driver_cpu, 3), "actor_cpu_s": None if actor_cpu is None else round(actor_cpu, 3),
                 "rows_per_s": round(self.rows_now / seconds, 2) if seconds > 0 else None, "actor_nodes": nodes}
 
     def _submit(self, slot: int, index: int):
@@ -340,7 +354,7 @@ class _Runner:
                     for i in sorted(lost, reverse=True):
                         self._retry(i, f"actor died: {_cause(exc)}")
                     continue
-                except ray.exceptions.RayTaskError as exc:
+                except ray.exceptions.RayError as exc:  # the task raised, its result was lost, ...
                     self._retry(index, _cause(exc))
                     continue
                 info = write_shard(self.catalog, table, dataset=self.spec.dataset, job_id=self.job_id, index=index)

@@ -10,7 +10,7 @@ Models are built from configs with random weights (timing does not depend on the
 CQA-shaped (about 40 words plus the cqa template), answers two tokens. Per method we time the
 method's own work on one padded batch (methods.gradient_scores / occlusion_scores) and, in the same
 run, `teacher.logp` under no_grad on the same batch and answers ("forward"); the ratio is
-method_time / forward_time (median of --repeats). `engine` is AttributionEngine.attribute end to
+the median over --repeats of method_time / forward_time, each pair timed back to back. `engine` is AttributionEngine.attribute end to
 end (greedy answers, saliency, faithfulness) on the same rows. Prints a Markdown table; --json
 writes the rows too.
 """
@@ -54,16 +54,30 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def _time(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
+def _once(fn, sync) -> float:
     sync()
-    times = []
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def _paired(fn, forward, repeats: int, sync) -> tuple[float, float]:
+    """(median seconds of fn, median of fn/forward ratios), timing fn and forward back to back each
+    repeat, so load from other processes on a shared machine hits both sides of each ratio."""
+    fn(), forward()  # warm-up
+    secs, ratios = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        f = _once(forward, sync)
+        m = _once(fn, sync)
+        secs.append(m)
+        ratios.append(m / f)
+    return statistics.median(secs), statistics.median(ratios)
+
+
+def _row(row: dict) -> dict:
+    print(f"| {row['model']} | {row['method']} | {row['examples_per_s']:.1f} | {row['ratio_to_forward']:.2f} |", flush=True)
+    return row
 
 
 def bench_model(name: str, args, root: Path) -> list[dict]:
@@ -88,21 +102,21 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
         with torch.no_grad():
             t.logp(t.embed(ids), mask, ans_ids, ans_mask)
 
-    fwd = _time(forward, args.repeats, sync)
-    out = [{"model": name, "method": "forward (no grad)", "examples_per_s": args.batch / fwd, "ratio_to_forward": 1.0}]
+    fwd, _ = _paired(forward, forward, args.repeats, sync)
+    out = [_row({"model": name, "method": "forward (no grad)", "examples_per_s": args.batch / fwd, "ratio_to_forward": 1.0})]
     full = [0.0] * len(rows)
     for method in args.methods:
         if method == "occlusion":
             fn = lambda: occlusion_scores(t, [p.ids for p in prepared], units, answers, full, token_budget=args.batch * ids.shape[1])  # noqa: E731
         else:
             fn = lambda m=method: gradient_scores(t, m, ids, mask, ans_ids, ans_mask, unit, n_steps=args.n_steps)  # noqa: E731
-        sec = _time(fn, args.repeats if method != "occlusion" else max(1, args.repeats // 2), sync)
+        sec, ratio = _paired(fn, forward, args.repeats if method != "occlusion" else max(1, args.repeats // 2), sync)
         label = f"{method} (n_steps={args.n_steps})" if method == "integrated_gradients" else method
-        out.append({"model": name, "method": label, "examples_per_s": args.batch / sec, "ratio_to_forward": sec / fwd})
+        out.append(_row({"model": name, "method": label, "examples_per_s": args.batch / sec, "ratio_to_forward": ratio}))
     if args.engine:
-        sec = _time(lambda: engine.attribute(rows), 1, sync)
-        out.append({"model": name, "method": "engine saliency end to end", "examples_per_s": args.batch / sec,
-                    "ratio_to_forward": sec / fwd})
+        sec, ratio = _paired(lambda: engine.attribute(rows), forward, 1, sync)
+        out.append(_row({"model": name, "method": "engine saliency end to end", "examples_per_s": args.batch / sec,
+                         "ratio_to_forward": ratio}))
     for row in out:
         row.update(batch=args.batch, tokens=int(ids.shape[1]), device=str(t.device), dtype=t.dtype, threads=torch.get_num_threads())
     return out
@@ -124,12 +138,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+    print("| model | method | examples/s | x forward |\n| --- | --- | ---: | ---: |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             rows += bench_model(name, args, Path(tmp))
-    print("| model | method | examples/s | x forward |\n| --- | --- | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['model']} | {r['method']} | {r['examples_per_s']:.1f} | {r['ratio_to_forward']:.2f} |")
     r0 = rows[0]
     print(f"\nbatch {r0['batch']}, device {r0['device']}, dtype {r0['dtype']}, torch threads {r0['threads']}")
     if args.json:

@@ -107,3 +107,18 @@ def test_word_units_sum_subwords_and_skip_template_and_specials():
     scores = aggregate([9, 9, 1, 2, 3, 4, 5, 9, 9, 9, 0, 0], units)  # trailing entries: padding
     assert list(scores) == [10, 5]
     assert top_k([0.1, 5, 0.3, 5, 2], 3) == [1, 3, 4]
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_autocast_agrees_with_cpu_fp32(tiny_teachers, make_examples):
+    """On a GPU the default dtype is bf16 autocast; its rationales should match fp32 on the CPU."""
+    rows = make_examples(6)
+    cpu = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], device="cpu", k=3, target="gold"))
+    gpu = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], device="cuda", k=3, target="gold"))
+    assert gpu.teacher.dtype == "bf16" and cpu.teacher.dtype == "fp32"
+    a, b = cpu.attribute(rows), gpu.attribute(rows)
+    assert all(r["error"] is None for r in a + b)
+    overlap = sum(len(set(x["rationale"]) & set(y["rationale"])) for x, y in zip(a, b)) / sum(len(x["rationale"]) for x in a)
+    assert overlap >= 0.7, overlap
+    for x, y in zip(a, b):
+        assert y["teacher_logprob"] == pytest.approx(x["teacher_logprob"], rel=0.05, abs=0.05)
