@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "api.commands.datasets",
     "api.commands.sql",
     "api.commands.train",
+    "api.commands.demo",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3

@@ -240,14 +240,21 @@ class _Runner:
                                         resources=self.spec.actor_resources)
         self.actors = [self._new_actor() for _ in range(n)]
         timeout = job_setting("actor_start_timeout_s")
-        try:
-            return ray.get([a.node_id.remote() for a in self.actors], timeout=timeout)
-        except ray.exceptions.GetTimeoutError:
-            raise JobFailed(f"{n} actor(s) with {self.options} could not start within {timeout:.0f} s "
-                            f"(cluster resources: {ray.cluster_resources()}): lower --actors / --num-cpus-per-actor "
-                            "or raise SALIENT_ACTOR_START_TIMEOUT_S") from None
-        except ray.exceptions.RayActorError as exc:
-            raise JobFailed(f"the teacher actor failed to start: {_cause(exc)}") from None
+        nodes: list[str | None] = [None] * n
+        for slot in range(n):
+            for attempt in range(self.spec.max_retries + 1):  # an actor that dies while starting is replaced
+                try:
+                    nodes[slot] = ray.get(self.actors[slot].node_id.remote(), timeout=timeout)
+                    break
+                except ray.exceptions.GetTimeoutError:
+                    raise JobFailed(f"{n} actor(s) with {self.options} could not start within {timeout:.0f} s "
+                                    f"(cluster resources: {ray.cluster_resources()}): lower --actors / "
+                                    "--num-cpus-per-actor or raise SALIENT_ACTOR_START_TIMEOUT_S") from None
+                except ray.exceptions.RayActorError as exc:
+                    if attempt == self.spec.max_retries:
+                        raise JobFailed(f"the teacher actor failed to start {attempt + 1} time(s): {_cause(exc)}") from None
+                    self.actors[slot] = self._new_actor()
+        return nodes
 
     def _actor_cpu(self) -> float | None:
         """Summed CPU seconds of the live actors; None once an actor was replaced (not comparable)."""

@@ -212,8 +212,8 @@ def test_teacher_that_cannot_load_fails_the_job_with_the_cause(ray_local, catalo
     from attribution_worker.jobs import JobFailed, run_job
 
     register(catalog, make_rows(10, make_examples))
-    spec = spec_for(str(tmp_path / "no-such-teacher"), actors=1)
-    with pytest.raises(JobFailed, match="teacher actor failed to start"):
+    spec = spec_for(str(tmp_path / "no-such-teacher"), actors=1, max_retries=1)
+    with pytest.raises(JobFailed, match="teacher actor failed to start 2 time"):
         run_job(catalog, spec)
     job = catalog.get_job(spec.default_job_id())
     assert job["status"] == "failed" and "no-such-teacher" in job["message"]

@@ -1,0 +1,27 @@
+"""`salient demo`: the whole pipeline end to end on this machine (see api/demo.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import open_catalog
+
+
+def register(sub) -> None:
+    from api.demo import default_datasets_dir
+
+    p = sub.add_parser("demo", help="ingest the shared datasets, attribute e-SNLI on local Ray, query, train a student")
+    p.add_argument("--datasets-dir", type=Path, default=None,
+                   help=f"the DSS datasets folder (default: $SALIENT_SHARED_DATASETS or {default_datasets_dir()})")
+    p.add_argument("--rows", type=int, default=400, help="e-SNLI validation rows to attribute (default 400)")
+    p.add_argument("--teacher-steps", type=int, default=300, help="teacher fitting steps (default 300)")
+    p.add_argument("--student-steps", type=int, default=150, help="student training steps (default 150)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from api.demo import default_datasets_dir, run_demo
+
+    with open_catalog(args) as cat:
+        run_demo(cat, datasets_dir=args.datasets_dir or default_datasets_dir(), rows=args.rows,
+                 teacher_steps=args.teacher_steps, student_steps=args.student_steps)
+    return 0
