@@ -24,7 +24,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/sql_scan.py
-	$(BIN)/python benchmarks/attribution.py
+	$(BIN)/python benchmarks/attribution.py --jobs
 
 clean:
 	rm -rf $(VENV) salient-data

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/attribution.py                      # tiny + T5-small shape, CPU fp32
     .venv/bin/python benchmarks/attribution.py --models t5-small --batch 32 --repeats 5
     .venv/bin/python benchmarks/attribution.py --models flan-t5-xl --device cuda --dtype bf16   # needs a GPU
+    .venv/bin/python benchmarks/attribution.py --models tiny --jobs  # + Ray job throughput vs. bare engine
 
 Models are built from configs with random weights (timing does not depend on the weights): `tiny`
 (T5, d_model 32, 2 layers), `t5-small` (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128),
@@ -134,6 +135,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-engine", dest="engine", action="store_false", help="skip the end-to-end engine row")
     p.add_argument("--json", default=None, help="also write the rows to this file")
+    p.add_argument("--jobs", action="store_true",
+                   help="also time end-to-end Ray jobs (shards + catalog) against the bare engine (benchmarks/jobs.py)")
+    p.add_argument("--job-rows", type=int, default=2000, help="rows per job run with --jobs (default 2000)")
+    p.add_argument("--job-shard-size", type=int, default=1000, help="shard size with --jobs (default 1000)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,6 +149,17 @@ def main(argv=None) -> int:
             rows += bench_model(name, args, Path(tmp))
     r0 = rows[0]
     print(f"\nbatch {r0['batch']}, device {r0['device']}, dtype {r0['dtype']}, torch threads {r0['threads']}")
+    if args.jobs:
+        import jobs as job_bench  # benchmarks/jobs.py
+
+        job_rows = job_bench.run(model=args.models[0], n_rows=args.job_rows, shard_size=args.job_shard_size,
+                                 threads=args.threads or torch.get_num_threads())
+        cols = ["model", "mode", "rows", "shard_size", "seconds", "rows_per_s", "cpu_s", "overhead_pct", "note"]
+        print("\nend-to-end jobs (Ray + shards + catalog) vs. the bare engine, same rows, interleaved:")
+        print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+        for r in job_rows:
+            print("| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |")
+        rows += job_rows
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
