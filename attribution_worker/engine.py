@@ -169,7 +169,8 @@ class AttributionEngine:
         limit = self.teacher.max_input_tokens
         if len(ids) > limit:
             raise ValueError(f"input is {len(ids)} tokens; the teacher reads at most {limit} (set max_input_tokens or shorten the input)")
-        units = word_units(input_text, start, end, offsets, special)
+        units = word_units(input_text, start, end, offsets, special,
+                           self.template.scaffolding_spans(input_text, start, end))
         if not units.words:
             raise ValueError("input has no attributable words")
         gold = None

@@ -8,9 +8,16 @@ TEMPLATES maps a name to its text (a plain table: add a format by adding a row).
 the dataset `format` recorded at ingest (catalog `datasets.format`) to a template name.
 `resolve_template(name_or_text)` accepts a name from TEMPLATES or a literal template containing
 `{input}`.
+
+SCAFFOLDING maps a template name to regex patterns of scaffolding that ingest puts *inside* the
+row's input (CQA's `Answer Choices:` header and `(a)`..`(e)` markers). Every match of a pattern in the
+row's input (searched on the input alone, so `^`/`\Z` are its line starts / its end) is treated like
+template text: it is never part of a unit and gets no score. The text between matches (the question,
+the choice texts) stays attributable.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 TEMPLATES: dict[str, str] = {
@@ -18,6 +25,22 @@ TEMPLATES: dict[str, str] = {
     "cqa": "Answer the question by choosing one of the answer choices.\n{input}\nAnswer:",
     "svamp": "Solve the math word problem. Write the equation.\n{input}\nEquation:",
     "nli": "Does the premise entail the hypothesis? Answer entailment, neutral or contradiction.\n{input}\nAnswer:",
+}
+
+# CQA rows (storage.adapters.cqa_input): "{question}\nAnswer Choices:\n(a) c0\n(b) c1\n...(e) c4".
+# Only the block at the end of the input counts: the header line followed by nothing but choice
+# lines "(x) text" up to the end, so a question that mentions "(a)" or "Answer Choices:" keeps it.
+_CHOICE_LINES_TO_END = r"(?:\n\([a-e]\)[ \t][^\n]*)*\s*\Z"
+SCAFFOLDING: dict[str, tuple[str, ...]] = {
+    "cqa": (
+        r"(?m)^Answer Choices:(?=\n\([a-e]\)[ \t][^\n]*" + _CHOICE_LINES_TO_END + ")",  # the header
+        r"(?m)^\([a-e]\)(?=[ \t][^\n]*" + _CHOICE_LINES_TO_END + ")",  # the choice markers
+    ),
+    # NLI rows (storage.adapters.nli_input): "premise: {premise}\nhypothesis: {hypothesis}".
+    "nli": (
+        r"\Apremise:(?=[ \t])",  # the label opening the input
+        r"(?m)^hypothesis:(?=[ \t][^\n]*\Z)",  # the label of the last line
+    ),
 }
 
 FORMAT_TEMPLATES = {
@@ -33,11 +56,19 @@ class Template:
     name: str
     prefix: str
     suffix: str
+    scaffolding: tuple[str, ...] = ()
+    """Regex patterns of scaffolding inside the row's input (SCAFFOLDING): never units, no score."""
 
     def render(self, text: str) -> tuple[str, int, int]:
         """(input_text, start, end): the text the teacher reads, and where the row's input lies in it."""
         start = len(self.prefix)
         return self.prefix + text + self.suffix, start, start + len(text)
+
+    def scaffolding_spans(self, input_text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """[start, end) character spans of input_text (inside the input region) that are scaffolding."""
+        region = input_text[start:end]
+        return sorted((m.start() + start, m.end() + start)
+                      for p in self.scaffolding for m in re.finditer(p, region) if m.end() > m.start())
 
 
 def resolve_template(name_or_text: str) -> Template:
@@ -49,7 +80,8 @@ def resolve_template(name_or_text: str) -> Template:
             "or a literal template containing {input} exactly once"
         )
     prefix, suffix = text.split("{input}")
-    return Template(name_or_text if name_or_text in TEMPLATES else "custom", prefix, suffix)
+    name = name_or_text if name_or_text in TEMPLATES else "custom"
+    return Template(name, prefix, suffix, SCAFFOLDING.get(name, ()))
 
 
 def template_for_format(fmt: str | None) -> str:

@@ -5,6 +5,10 @@ came from the dataset, not the template). Each non-special token whose character
 the input region belongs to the word that contains the token's first non-space character in that
 region; template tokens, special tokens and padding belong to no unit and get no score. A word
 that received no token (the tokenizer dropped it) is not a unit. Sub-word scores are summed.
+
+Scaffolding inside the input (templates.SCAFFOLDING, e.g. CQA's `Answer Choices:` and `(a)` markers;
+passed as character spans) is treated like whitespace: it splits words, is never part of a word, and a
+token made only of scaffolding (and space) belongs to no unit, like template text.
 """
 from __future__ import annotations
 
@@ -32,9 +36,22 @@ class Units:
         return [u >= 0 for u in self.token_unit]
 
 
-def word_units(input_text: str, start: int, end: int, offsets: list[tuple[int, int]], special: list[int]) -> Units:
-    """Units of input_text[start:end] from a tokenizer's offsets and special-token flags."""
-    words = [(m.start() + start, m.end() + start) for m in _WORD.finditer(input_text[start:end])]
+def word_units(
+    input_text: str, start: int, end: int, offsets: list[tuple[int, int]], special: list[int],
+    scaffolding: list[tuple[int, int]] = (),
+) -> Units:
+    """Units of input_text[start:end] from a tokenizer's offsets and special-token flags.
+
+    scaffolding: [start, end) character spans of input_text that are not content (no unit, no score).
+    """
+    region = input_text[start:end]
+    if scaffolding:  # blank scaffolding out (same length, so offsets are unchanged)
+        chars = list(region)
+        for s, e in scaffolding:
+            for i in range(max(s, start), min(e, end)):
+                chars[i - start] = " "
+        region = "".join(chars)
+    words = [(m.start() + start, m.end() + start) for m in _WORD.finditer(region)]
     starts = [s for s, _ in words]
     raw = []
     for (s, e), sp in zip(offsets, special):
@@ -42,7 +59,7 @@ def word_units(input_text: str, start: int, end: int, offsets: list[tuple[int, i
         if sp or e <= s:
             raw.append(-1)
             continue
-        while s < e and input_text[s].isspace():
+        while s < e and region[s - start].isspace():
             s += 1
         w = bisect.bisect_right(starts, s) - 1
         raw.append(w if s < e and w >= 0 and s < words[w][1] else -1)
