@@ -41,7 +41,7 @@ def default_datasets_dir() -> Path:
     return Path.cwd().parent / "shared" / "datasets"
 
 
-def run_demo(catalog: Catalog, *, datasets_dir: Path, rows: int = 400, teacher_steps: int = 300,
+def run_demo(catalog: Catalog, *, datasets_dir: Path, rows: int = 400, teacher_steps: int = 1200,
              student_steps: int = 150, fit_rows_n: int = 3000, say: Callable[[str], None] = print) -> dict:
     """Run the five stages; returns a summary dict (also printed step by step through `say`)."""
     from attribution_worker.jobs import JobSpec, run_job
@@ -74,7 +74,7 @@ def run_demo(catalog: Catalog, *, datasets_dir: Path, rows: int = 400, teacher_s
         texts = [r["input"] + " " + r["target"] for r in fit_rows + job_rows]
         build_tiny_teacher(teacher_dir, kind="seq2seq", texts=texts, d_model=64, layers=2, heads=4, seed=0)
         stats = train_tiny_teacher(teacher_dir, [(r["input"], r["target"]) for r in fit_rows], template="nli",
-                                   steps=teacher_steps, batch_size=32, lr=3e-3, seed=0)
+                                   steps=teacher_steps, batch_size=32, lr=1e-3, seed=0)
         say(f"   fitted on {len(fit_rows)} rows in {stats['seconds']} s (train accuracy {stats['train_accuracy']:.2f})")
     say(f"   teacher: {teacher_dir}")
 

@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--datasets-dir", type=Path, default=None,
                    help=f"the DSS datasets folder (default: $SALIENT_SHARED_DATASETS or {default_datasets_dir()})")
     p.add_argument("--rows", type=int, default=400, help="e-SNLI validation rows to attribute (default 400)")
-    p.add_argument("--teacher-steps", type=int, default=300, help="teacher fitting steps (default 300)")
+    p.add_argument("--teacher-steps", type=int, default=1200, help="teacher fitting steps (default 1200)")
     p.add_argument("--student-steps", type=int, default=150, help="student training steps (default 150)")
     p.set_defaults(func=cmd_demo)
 

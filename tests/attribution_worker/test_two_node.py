@@ -100,7 +100,6 @@ def _wait_for(check, timeout: float, what: str, temp: str, procs: list) -> None:
     raise AssertionError(f"{what} did not come up within {timeout:.0f} s (or `ray start` exited):\n{tail}")
 
 
-@pytest.mark.slow  # ~60 s; it also flaked once on a heavily loaded shared machine (an actor died while starting)
 def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, catalog, tiny_teachers, make_examples):
     from attribution_worker.jobs import run_job
 
