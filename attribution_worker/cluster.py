@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from storage.settings import Setting, _coerce
+from storage.settings import Setting, coerce
 
 JOB_SETTINGS: tuple[Setting, ...] = (
     Setting("shard_size", 1000,
@@ -54,7 +54,7 @@ def job_setting(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
         return s.default
     if name in _ZERO_OK and str(raw).strip() == "0":
         return 0
-    return _coerce(s, raw, origin)
+    return coerce(s, raw, origin)
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:

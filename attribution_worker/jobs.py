@@ -63,6 +63,9 @@ class JobSpec(BaseModel):
     max_input_tokens: int | None = Field(None, ge=1, description="Longest input in tokens; longer rows get `error`. "
                                                                 "None: the teacher's own maximum.")
     limit: int | None = Field(None, ge=1, description="Attribute only the first N rows of the dataset.")
+    dataset_versions: list[str] | None = Field(
+        None, description="The dataset parts the job reads, as split:version; filled in when the job is created, "
+                          "so a re-ingested dataset gets a new job id and a resume over changed data is refused.")
     shard_size: int = Field(default_factory=lambda: job_setting("shard_size"), ge=1, description=_HELP["shard_size"])
     actors: int = Field(default_factory=lambda: job_setting("actors"), ge=0, description=_HELP["actors"])
     num_cpus_per_actor: float = Field(default_factory=lambda: job_setting("num_cpus_per_actor"), gt=0,
@@ -129,6 +132,33 @@ def dataset_table(catalog: Catalog, dataset: str, split: str | None, limit: int 
     return table.slice(0, limit) if limit is not None else table
 
 
+def dataset_versions(catalog: Catalog, dataset: str, split: str | None) -> list[str]:
+    """The active parts of `dataset` (one split or all) as sorted 'split:version' strings."""
+    sql = "SELECT split, version FROM datasets WHERE active AND name = ?"
+    params = [dataset]
+    if split:
+        sql += " AND split = ?"
+        params.append(split)
+    return [f"{r['split']}:{r['version']}" for r in catalog.query(sql + " ORDER BY split", params)]
+
+
+def pin_dataset_versions(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> JobSpec:
+    """`spec` with dataset_versions set to the dataset's active parts; refused when they were set and differ."""
+    current = dataset_versions(catalog, spec.dataset, spec.split)
+    if spec.dataset_versions is None:
+        return spec.model_copy(update={"dataset_versions": current})
+    if spec.dataset_versions != current:
+        raise ValueError(f"{spec.dataset} changed since job {job_id or spec.default_job_id()} was created "
+                         f"(parts {', '.join(spec.dataset_versions)} -> {', '.join(current) or 'none'}): its committed "
+                         "shards explain the old rows; start a new job (omit --job-id / --resume) for the new data")
+    return spec
+
+
+def job_id_for(catalog: Catalog, spec: JobSpec) -> str:
+    """The id `run_job(catalog, spec)` gives the job when no job_id is passed."""
+    return pin_dataset_versions(catalog, spec).default_job_id()
+
+
 def _resolve_spec(catalog: Catalog, spec: JobSpec, job_id: str) -> JobSpec:
     """A resumed job keeps its stored output fields; only RUNTIME_FIELDS may change."""
     job = catalog.get_job(job_id)
@@ -158,6 +188,7 @@ def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> t
     A resumed job keeps its stored output fields (only RUNTIME_FIELDS may change) and must see the
     same number of rows; a cancelled job is not resumed.
     """
+    spec = pin_dataset_versions(catalog, spec, job_id)
     job_id = job_id or spec.default_job_id()
     spec = _resolve_spec(catalog, spec, job_id)
     table = dataset_table(catalog, spec.dataset, spec.split, spec.limit)

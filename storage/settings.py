@@ -55,7 +55,7 @@ def setting(name: str) -> Setting:
         raise ValueError(f"unknown setting {name!r}; known settings: {', '.join(_BY_NAME)}") from None
 
 
-def _coerce(s: Setting, raw: Any, origin: str) -> Any:
+def coerce(s: Setting, raw: Any, origin: str) -> Any:
     kind = type(s.default)
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         value = raw
@@ -73,10 +73,10 @@ def get_setting(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """The value of `name`: an explicit, non-None override, else $SALIENT_<NAME>, else the default."""
     s = setting(name)
     if overrides and overrides.get(name) is not None:
-        return _coerce(s, overrides[name], f"--{name.replace('_', '-')}")
+        return coerce(s, overrides[name], f"--{name.replace('_', '-')}")
     env = os.environ.get(s.env_var)
     if env not in (None, ""):
-        return _coerce(s, env, s.env_var)
+        return coerce(s, env, s.env_var)
     return s.default
 
 

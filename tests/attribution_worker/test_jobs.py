@@ -76,7 +76,8 @@ def test_job_yields_one_row_per_example_across_shards(ray_local, catalog, teache
     assert_one_row_per_input(catalog, job_id, rows)
     job = catalog.get_job(job_id)
     assert (job["status"], job["done_rows"], job["shards_done"], job["error_rows"]) == ("succeeded", 300, 6, 0)
-    assert job["spec"] == spec.model_dump()  # the pydantic spec is the job row's spec
+    # the pydantic spec is the job row's spec, with the dataset parts it read pinned
+    assert job["spec"] == {**spec.model_dump(), "dataset_versions": ["test:v1"]}
     files = sorted(p.name for p in catalog.store.job_dir("toy", job_id).glob("shard-*.parquet"))
     assert files == [f"shard-{i:05d}.parquet" for i in range(6)]
     assert [e["shards_done"] for e in events if e["kind"] == "shard"] == [1, 2, 3, 4, 5, 6]
@@ -121,7 +122,7 @@ def test_killed_actor_is_replaced_and_its_shards_retried(ray_local, catalog, tea
 
 
 def test_retries_exhausted_fail_the_job_naming_the_shard(ray_local, catalog, teacher, make_examples):
-    from attribution_worker.jobs import JobFailed, run_job
+    from attribution_worker.jobs import JobFailed, job_id_for, run_job
 
     rows = make_rows(200, make_examples)
     register(catalog, rows)
@@ -136,7 +137,7 @@ def test_retries_exhausted_fail_the_job_naming_the_shard(ray_local, catalog, tea
     spec = spec_for(teacher, shard_size=25, actors=1, max_retries=0)
     with pytest.raises(JobFailed, match=r"shard \d+ failed 1 time\(s\) \(max_retries=0\); last cause: .*actor died"):
         run_job(catalog, spec, progress=kill_every_actor)
-    job = catalog.get_job(spec.default_job_id())
+    job = catalog.get_job(job_id_for(catalog, spec))
     assert job["status"] == "failed" and "max_retries=0" in job["message"] and "shard" in job["message"]
     assert 1 <= job["shards_done"] < 8  # what was committed stays committed
     assert len(rationale_ids(catalog, job["job_id"])) == job["done_rows"]
@@ -209,13 +210,13 @@ def test_cancel_stops_dispatching_and_keeps_committed_shards(ray_local, catalog,
 
 
 def test_teacher_that_cannot_load_fails_the_job_with_the_cause(ray_local, catalog, tmp_path, make_examples):
-    from attribution_worker.jobs import JobFailed, run_job
+    from attribution_worker.jobs import JobFailed, job_id_for, run_job
 
     register(catalog, make_rows(10, make_examples))
     spec = spec_for(str(tmp_path / "no-such-teacher"), actors=1, max_retries=1)
     with pytest.raises(JobFailed, match="teacher actor failed to start 2 time"):
         run_job(catalog, spec)
-    job = catalog.get_job(spec.default_job_id())
+    job = catalog.get_job(job_id_for(catalog, spec))
     assert job["status"] == "failed" and "no-such-teacher" in job["message"]
 
 
@@ -228,6 +229,27 @@ def test_resume_with_a_different_spec_is_refused(ray_local, catalog, teacher, ma
         prepare_job(catalog, spec_for(teacher, k=3), job_id="j1")
     _, spec, _ = prepare_job(catalog, spec_for(teacher, actors=1), job_id="j1")  # runtime fields may change
     assert spec.actors == 1
+
+
+def test_a_new_dataset_version_gets_a_new_job_and_refuses_resume(catalog, teacher, make_examples):
+    from attribution_worker.jobs import load_spec, prepare_job
+
+    rows = make_rows(10, make_examples)
+    register(catalog, rows)
+    job, spec, _ = prepare_job(catalog, spec_for(teacher))
+    assert spec.dataset_versions == ["test:v1"]
+    # the same row count with changed content: a new version of the split
+    changed = [{**r, "input": r["input"] + " again"} for r in rows]
+    path = catalog.store.dataset_part("toy", "v2", 0)
+    write_parquet_atomic(pa.Table.from_pylist(changed, schema=DATASET_SCHEMA), path)
+    catalog.register_dataset_part(name="toy", version="v2", split="test", path=catalog.store.relative(path),
+                                  rows=len(changed), format="jsonl", source="test", content_hash="h-toy-2")
+    new_job, new_spec, _ = prepare_job(catalog, spec_for(teacher))
+    assert new_job["job_id"] != job["job_id"] and new_spec.dataset_versions == ["test:v2"]
+    with pytest.raises(ValueError, match="dataset_versions"):
+        prepare_job(catalog, spec_for(teacher), job_id=job["job_id"])
+    with pytest.raises(ValueError, match="changed since job"):
+        prepare_job(catalog, load_spec(catalog, job["job_id"]), job_id=job["job_id"])
 
 
 def test_cli_attribute_runs_a_job_and_resumes_by_id(ray_local, catalog, teacher, make_examples, capsys):

@@ -1,5 +1,10 @@
 """A job over two Ray nodes on this machine (two raylets, `ray start --head` + `ray start --address`).
 
+The job runs as a user runs one against an existing cluster: `RAY_ADDRESS=... salient attribute ...
+--wait` in its own process. (A pytest process that was already the driver of another Ray session,
+test_jobs.py's local cluster, sees its new actors destroyed right after creation: "all references to
+the actor were removed", seen with ray 2.60; a fresh driver process has no such state.)
+
 Each node offers one `salient_slot`; a job whose actors each need one slot gets one actor per node
 (asserted on their node ids), and its rows equal a one-node run (both actors pinned to the head).
 The nodes run with auth disabled (RAY_AUTH_MODE=disabled, DESIGN.md "Ray here"), on free ports and
@@ -22,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_jobs import make_rows, register, spec_for
+from test_jobs import make_rows, register
 
 ray = pytest.importorskip("ray")
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
@@ -73,16 +78,38 @@ def two_nodes(monkeypatch):
         procs.append(subprocess.Popen(head, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         _wait_for(lambda: _port_open(gcs), 120, "the head node's GCS", temp, procs)
         procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
-        _wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, 120, "the second node", temp, procs)
-        yield [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        address = f"127.0.0.1:{gcs}"
+        nodes: list[str] = []
+
+        def two_alive() -> bool:
+            nodes[:] = _alive_nodes(address, env)
+            return len(nodes) == 2
+
+        _wait_for(two_alive, 120, "the second node", temp, procs)
+        yield {"address": address, "nodes": list(nodes), "env": {**env, "RAY_ADDRESS": address}}
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         for p in reversed(procs):
             _stop(p)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _alive_nodes(address: str, env: dict) -> list[str]:
+    """Node ids of the alive nodes, asked by a short-lived driver process."""
+    code = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']])); ray.shutdown()" % address)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else []
+
+
+def _attribute(store, env: dict, teacher: str, job_id: str, actors: int, resources: dict) -> dict:
+    """`salient attribute ... --wait` in its own process against the cluster in RAY_ADDRESS; its summary."""
+    cmd = [sys.executable, "-m", "api", "--store", str(store.root), "attribute", "--dataset", "toy", "--teacher", teacher,
+           "--max-new-tokens", "3", "--shard-size", "25", "--actors", str(actors), "--num-cpus-per-actor", "1",
+           "--resources", json.dumps(resources), "--job-id", job_id, "--wait"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"salient attribute exited {out.returncode}:\n{out.stderr[-3000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _port_open(port: int) -> bool:
@@ -100,27 +127,26 @@ def _wait_for(check, timeout: float, what: str, temp: str, procs: list) -> None:
     raise AssertionError(f"{what} did not come up within {timeout:.0f} s (or `ray start` exited):\n{tail}")
 
 
-def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, catalog, tiny_teachers, make_examples):
-    from attribution_worker.jobs import run_job
+def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, store, tiny_teachers, make_examples):
+    from storage import Catalog
 
     rows = make_rows(200, make_examples)
-    register(catalog, rows)
+    with Catalog.open(store) as cat:  # the drivers below are the catalog's writers while they run
+        register(cat, rows)
     teacher = tiny_teachers["seq2seq"]
-    both = run_job(catalog, spec_for(teacher, shard_size=25, actors=2, actor_resources={"salient_slot": 1}),
-                   job_id="two-nodes")
+    both = _attribute(store, two_nodes["env"], teacher, "two-nodes", actors=2, resources={"salient_slot": 1})
     assert both["status"] == "succeeded"
-    assert len(set(both["actor_nodes"])) == 2 and set(both["actor_nodes"]) == set(two_nodes)
+    assert len(set(both["actor_nodes"])) == 2 and set(both["actor_nodes"]) == set(two_nodes["nodes"])
 
-    one = run_job(catalog, spec_for(teacher, shard_size=25, actors=1, actor_resources={"head_node": 1}),
-                  job_id="one-node")
+    one = _attribute(store, two_nodes["env"], teacher, "one-node", actors=1, resources={"head_node": 1})
     assert one["status"] == "succeeded" and len(set(one["actor_nodes"])) == 1
-
-    cols = "example_id, shard_index, teacher_output, rationale, scores, error, comprehensiveness"
-    a = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'two-nodes' ORDER BY example_id")
-    b = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'one-node' ORDER BY example_id")
-    assert [r["example_id"] for r in a] == sorted(r["example_id"] for r in rows)
-    assert len(a) == len(b) == 200
-    for x, y in zip(a, b):
-        assert (x["example_id"], x["shard_index"], x["teacher_output"], x["rationale"], x["error"]) == \
-               (y["example_id"], y["shard_index"], y["teacher_output"], y["rationale"], y["error"])
-        np.testing.assert_allclose(x["scores"], y["scores"], rtol=1e-6, atol=0)
+    with Catalog.open(store) as catalog:
+        cols = "example_id, shard_index, teacher_output, rationale, scores, error, comprehensiveness"
+        a = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'two-nodes' ORDER BY example_id")
+        b = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'one-node' ORDER BY example_id")
+        assert [r["example_id"] for r in a] == sorted(r["example_id"] for r in rows)
+        assert len(a) == len(b) == 200
+        for x, y in zip(a, b):
+            assert (x["example_id"], x["shard_index"], x["teacher_output"], x["rationale"], x["error"]) == \
+                   (y["example_id"], y["shard_index"], y["teacher_output"], y["rationale"], y["error"])
+            np.testing.assert_allclose(x["scores"], y["scores"], rtol=1e-6, atol=0)
