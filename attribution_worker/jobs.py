@@ -76,18 +76,12 @@ class JobSpec(BaseModel):
     actor_resources: dict[str, float] = Field(default_factory=dict,
                                               description="Custom Ray resources each actor needs (pins actors to nodes).")
 
-    @field_validator("method")
+    @field_validator("method", "target")
     @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"--method: {v!r} is not one of {', '.join(METHODS)}")
-        return v
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: str) -> str:
-        if v not in TARGETS:
-            raise ValueError(f"--target: {v!r} is not one of {', '.join(TARGETS)}")
+    def _one_of(cls, v: str, info) -> str:
+        allowed = METHODS if info.field_name == "method" else TARGETS
+        if v not in allowed:
+            raise ValueError(f"--{info.field_name}: {v!r} is not one of {', '.join(allowed)}")
         return v
 
     def output_fields(self) -> dict:

@@ -128,6 +128,7 @@ class Catalog:
         self._con = con
         self._lock = threading.RLock()
         self.generation = 0  # bumped on every change that alters a view's file list
+        self.version = 0  # bumped on every write (readers such as the SQL sandbox re-copy tables on change)
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -208,6 +209,7 @@ class Catalog:
             for stmt in view_statements(self.store, self.dataset_parts(), self.shard_paths()):
                 self._con.execute(stmt)
             self.generation += 1
+            self.version += 1
 
     # ---------------------------------------------------------------- datasets
     def find_dataset_version(self, name: str, content_hash: str) -> list[dict]:
@@ -263,6 +265,7 @@ class Catalog:
                 " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                 [job_id, dataset, split, json.dumps(spec), idempotency_key, total_rows, shards_total, now, now],
             )
+            self.version += 1
             return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> dict | None:
@@ -303,6 +306,7 @@ class Catalog:
                 sets.append(f"{col} = ?")
                 params.append(value)
             self._con.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = ?", params + [job_id])
+            self.version += 1
             return self.get_job(job_id)
 
     def mark_running(self, job_id: str) -> dict:
@@ -369,6 +373,7 @@ class Catalog:
                 f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
                 values,
             )
+            self.version += 1
 
     def set_current_run(self, dataset: str, student: str, run_id: str) -> None:
         """Make run_id the one current run for (dataset, student), in one transaction."""
@@ -381,6 +386,7 @@ class Catalog:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+            self.version += 1
 
     def runs(self, dataset: str | None = None) -> list[dict]:
         sql = "SELECT * FROM runs"

@@ -108,6 +108,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._generation: int | None = None
+        self._version: int | None = None
 
     def _build(self) -> duckdb.DuckDBPyConnection:
         cat = self.catalog
@@ -135,18 +136,16 @@ class Sandbox:
         return con
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The sandbox connection, rebuilt when the catalog's file lists changed (catalog.generation).
-
-        jobs and runs change without a generation bump (mark_*, register_run), so those two small
-        tables are re-copied on every call; datasets and shards only change with the generation.
+        """The sandbox connection: rebuilt when the catalog's file lists changed (catalog.generation);
+        jobs and runs re-copied when any other write happened (catalog.version: mark_*, register_run).
         """
         if self._con is None or self._generation != self.catalog.generation:
-            generation = self.catalog.generation
             if self._con is not None:
                 self._con.close()
+            self._generation, self._version = self.catalog.generation, self.catalog.version
             self._con = self._build()
-            self._generation = generation
-        else:
+        elif self._version != self.catalog.version:
+            self._version = self.catalog.version
             for name in _LIVE_TABLES:
                 self._copy_table(self._con, name, self.catalog.arrow(f"SELECT * FROM {name}"), replace=True)
         return self._con

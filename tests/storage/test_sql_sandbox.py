@@ -159,6 +159,8 @@ def test_sandbox_follows_catalog_changes(tmp_path, shared_datasets):
         assert run_sql(cat, "SELECT status FROM jobs").rows == [("queued",)]
         cat.mark_running("j1")
         assert run_sql(cat, "SELECT status FROM jobs").rows == [("running",)]
+        cat.register_run({"run_id": "r1", "dataset": "anli1", "student": "tiny", "status": "succeeded"})
+        assert run_sql(cat, "SELECT run_id, status FROM runs").rows == [("r1", "succeeded")]
 
 
 def test_check_statement_uses_the_parser_not_keywords():
