@@ -236,7 +236,7 @@ class AttributionEngine:
         if cfg.method == "occlusion":
             unit_scores = occlusion_scores(teacher, seqs, [p.units for p in group], answers, full_logp, cfg.token_budget)
         rationales = [top_k(s, cfg.k) for s in unit_scores]
-        comp = suff = [None] * len(group)
+        comp, suff = [None] * len(group), [None] * len(group)
         if cfg.faithfulness:
             comp, suff = comprehensiveness_sufficiency(
                 teacher, seqs, [p.units for p in group], rationales, answers, full_logp, cfg.token_budget)

@@ -35,7 +35,7 @@ from storage import Catalog, write_shard
 
 from .cluster import JOB_SETTINGS, actor_options, cluster_gpus, connect, job_setting
 from .constants import METHODS, TARGETS
-from .local import EXAMPLE_COLUMNS, dataset_format
+from .local import dataset_format, dataset_table
 from .templates import template_for_format
 
 _HELP = {s.name: s.help for s in JOB_SETTINGS}
@@ -109,21 +109,6 @@ class JobFailed(RuntimeError):
 def request_cancel(catalog: Catalog, job_id: str) -> dict:
     """Ask a running job to stop: its driver stops dispatching at the next check and ends it cancelled."""
     return catalog.mark_cancelling(job_id)
-
-
-def dataset_table(catalog: Catalog, dataset: str, split: str | None, limit: int | None) -> pa.Table:
-    """The active rows of `dataset` (optionally one split) as one Arrow table, in part order."""
-    parts = catalog.dataset_parts(dataset, split)
-    if not parts:
-        known = sorted({d["name"] for d in catalog.datasets()})
-        raise ValueError(f"no dataset {dataset!r}{f' split {split!r}' if split else ''} in the catalog "
-                         f"(known: {', '.join(known) or 'none'}); ingest it first with `salient datasets add`")
-    tables = []
-    for part in parts:
-        t = pq.read_table(catalog.store.absolute(part))
-        tables.append(t.select([c for c in EXAMPLE_COLUMNS if c in t.column_names]))
-    table = pa.concat_tables(tables, promote_options="default")
-    return table.slice(0, limit) if limit is not None else table
 
 
 def dataset_versions(catalog: Catalog, dataset: str, split: str | None) -> list[str]:

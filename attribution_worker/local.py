@@ -24,21 +24,29 @@ from .templates import template_for_format
 EXAMPLE_COLUMNS = ("example_id", "input", "target", "choices", "split")
 
 
-def dataset_rows(catalog: Catalog, dataset: str, split: str | None = None, limit: int | None = None) -> list[dict]:
-    """The active rows of `dataset` (optionally one split), in part order."""
+def dataset_table(catalog: Catalog, dataset: str, split: str | None = None, limit: int | None = None):
+    """The active rows of `dataset` (optionally one split) as one Arrow table, in part order."""
+    import pyarrow as pa
+
     parts = catalog.dataset_parts(dataset, split)
     if not parts:
         known = sorted({d["name"] for d in catalog.datasets()})
         raise ValueError(f"no dataset {dataset!r}{f' split {split!r}' if split else ''} in the catalog "
-                         f"(known: {', '.join(known) or 'none'}); ingest it first")
-    rows: list[dict] = []
+                         f"(known: {', '.join(known) or 'none'}); ingest it first with `salient datasets add`")
+    tables, n = [], 0
     for part in parts:
-        table = pq.read_table(catalog.store.absolute(part))
-        cols = [c for c in EXAMPLE_COLUMNS if c in table.column_names]
-        rows += table.select(cols).to_pylist()
-        if limit is not None and len(rows) >= limit:
-            return rows[:limit]
-    return rows
+        t = pq.read_table(catalog.store.absolute(part))
+        tables.append(t.select([c for c in EXAMPLE_COLUMNS if c in t.column_names]))
+        n += t.num_rows
+        if limit is not None and n >= limit:
+            break
+    table = pa.concat_tables(tables, promote_options="default")
+    return table.slice(0, limit) if limit is not None else table
+
+
+def dataset_rows(catalog: Catalog, dataset: str, split: str | None = None, limit: int | None = None) -> list[dict]:
+    """The active rows of `dataset` (optionally one split), in part order, as dicts."""
+    return dataset_table(catalog, dataset, split, limit).to_pylist()
 
 
 def dataset_format(catalog: Catalog, dataset: str) -> str | None:
