@@ -1,4 +1,4 @@
-"""Dataset ingestion: a source file (or a DSS dataset directory) -> one Parquet part per split.
+"""Dataset ingestion: a source file (or a DSS dataset directory) -> one Parquet part per split, streamed.
 
     from storage import Catalog, Store
     from storage.ingest import IngestOptions, ingest
@@ -18,11 +18,24 @@ sha256(input)[:16]; an input that occurs more than once in a split gets
 sha256(split, source_index, input)[:16] for every occurrence instead (e-SNLI valid has such pairs),
 so ids are unique within (dataset, split) and stable for the same file.
 
+Types (storage.adapters.text_value): input must be a JSON string; id, target and template fields
+take a string or an integer; anything else (floats, lists, objects, booleans) is an error naming
+the line and the field unless `coerce=True` (`--coerce`) stores it as text. NaN and infinities are
+refused everywhere (storage.readers).
+
+Memory does not grow with the file. Pass 1 streams the source (storage.readers: bounded lines,
+Parquet record batches) in batches of `ingest_batch_rows`, validates every record, hashes the
+bytes for the version and spools the rows to Parquet in a private `<store>/.ingest-*` directory,
+keeping only 8 bytes per row (a 64-bit key of its id) to find repeated inputs and ids. Pass 2
+streams the spool into the final part (`storage.parquet_io.write_parquet_batches_atomic`), fixing
+the ids of repeated inputs, unifying column types across batches and adding `dataset`.
+
 Versions: version = the first `dataset_version_chars` hex characters of sha256(ingest options +
 split + the bytes of every file read). Parts land at `<store>/datasets/<name>/<version>/part-00000.parquet`
 with footer keys that Catalog.rebuild reads. Adding the same content again is a no-op. Ingest is
-atomic: every file is parsed and validated before anything is written; a bad record raises
-ValueError("<file>:<line>: <reason>; ...") and the store is left unchanged.
+atomic: every split is read and validated (pass 1) before any part is written, parts are
+registered only after all are written, and a failure removes what this ingest wrote; a bad record
+raises ValueError("<file>:<line>: <reason>; ...") and the store is left unchanged.
 """
 from __future__ import annotations
 
@@ -30,22 +43,29 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from collections import Counter
+import tempfile
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .adapters import DSS_FORMATS, FIX, READERS, RecordError, detect_dss, generic_rows, read_jsonl, where
+from .adapters import DSS_FORMATS, GenericMapper, RecordError, detect_dss
 from .catalog import Catalog
-from .parquet_io import read_metadata, write_parquet_atomic
+from .parquet_io import read_metadata, write_parquet_batches_atomic
+from .readers import (FIX, ContentHash, loads, read_csv_records, read_json_records, read_parquet_records, where)
 from .schemas import DATASET_SCHEMA
 from .settings import get_setting
 from .store import check_name
+from .templates import check_template
 
 GENERIC_FORMATS = ("jsonl", "csv", "parquet")
 FORMATS = ("auto",) + GENERIC_FORMATS + tuple(DSS_FORMATS)
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_HASHED, _WHERE = "__id_hashed", "__where"  # spool-only columns
 
 
 @dataclass(frozen=True)
@@ -61,13 +81,15 @@ class IngestOptions:
     input_field: str | None = None
     """Field holding the model input (default `input`); exclusive with input_template."""
     input_template: str | None = None
-    """Python format string over the record's fields, e.g. "{question}\\nContext: {context}"."""
+    """Plain `{field}` template over the record's fields, e.g. "{question}\\nContext: {context}" (storage.templates)."""
     target_field: str | None = None
     """Field holding the gold answer (default: `target`, `label` or `answer` when present, else none)."""
     choices_field: str | None = None
     """Field holding the answer choices: a list of strings or a JSON array string (default `choices` when present)."""
     llm: bool = True
     """DSS formats: add the PaLM rationales from llm/ as llm_rationale / llm_label."""
+    coerce: bool = False
+    """Store non-string values of text fields (input, id, target, template fields) as text instead of refusing them."""
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -76,17 +98,38 @@ class IngestOptions:
             raise ValueError("give either --input-field or --input-template, not both")
         if self.split is not None:
             check_name("split", self.split)
+        if self.input_template is not None:
+            check_template(self.input_template)
+
+    def described(self) -> dict:
+        """The options as hashed into the version (coerce only when set, so older versions stay valid)."""
+        out = {k: v for k, v in asdict(self).items() if k != "split"}
+        if not self.coerce:
+            out.pop("coerce")
+        return out
 
 
 @dataclass
-class PreparedSplit:
-    """One split parsed and validated in memory, not yet written."""
+class SplitSource:
+    """One split to read: `rows(digest)` yields (location label, row dict) and hashes what it reads."""
 
     split: str
-    table: pa.Table
-    content_hash: str
     format: str
-    source: str
+    path: Path
+    rows: Callable[[ContentHash], Iterator[tuple[str, dict]]]
+    llm: Callable[[ContentHash], list[tuple[str, str | None]] | None] = lambda digest: None
+
+
+@dataclass
+class Spooled:
+    """Pass 1 of one split: validated rows in spool files, their id keys, the content hash."""
+
+    source: SplitSource
+    files: list[Path]
+    rows: int
+    content_hash: str
+    hashed_keys: array
+    source_keys: array
     llm_rows: int = 0
 
 
@@ -103,76 +146,24 @@ class PartResult:
     notes: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------ rows -> table
+@dataclass
+class PreparedSplit:
+    """One split read whole into memory (prepare(): for small sources such as the DSS files)."""
+
+    split: str
+    table: pa.Table
+    content_hash: str
+    format: str
+    source: str
+    llm_rows: int = 0
+
+
+# ------------------------------------------------------------------ sources
 def _hash_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
-def _assign_ids(rows: list[dict], split: str) -> None:
-    """Hash ids where the source has none; reject duplicate source ids (see the module docstring)."""
-    seen: dict[str, str] = {}
-    counts = Counter(r["input"] for r in rows if r["example_id"] is None)
-    for i, r in enumerate(rows):
-        if r["example_id"] is None:
-            r["example_id"] = _hash_id(split, str(i), r["input"]) if counts[r["input"]] > 1 else _hash_id(r["input"])
-        elif r["example_id"] in seen:
-            raise ValueError(
-                f"{r['where']}: example id {r['example_id']!r} already used at {seen[r['example_id']]}; ids must be unique "
-                "within a split: pass --id-field naming a unique field, or omit the id field to hash the inputs")
-        seen[r["example_id"]] = r["where"]
-
-
-def _extra_column(values: list) -> pa.Array:
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        arr = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in values])
-    return arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
-
-
-def _to_table(rows: list[dict], split: str, llm: list[tuple[str, str | None]] | None) -> pa.Table:
-    arrays = [
-        pa.array([r["example_id"] for r in rows], pa.string()),
-        pa.array([r["input"] for r in rows], pa.string()),
-        pa.array([r["target"] for r in rows], pa.string()),
-        pa.array([r["choices"] for r in rows], pa.list_(pa.string())),
-        pa.array([split] * len(rows), pa.string()),
-    ]
-    fields = list(DATASET_SCHEMA)
-    extra_names: list[str] = []
-    for r in rows:
-        for k in r["extra"]:
-            if k not in extra_names:
-                extra_names.append(k)
-    for name in extra_names:
-        arr = _extra_column([r["extra"].get(name) for r in rows])
-        arrays.append(arr)
-        fields.append(pa.field(name, arr.type))
-    arrays.append(pa.array(range(len(rows)), pa.int64()))
-    fields.append(pa.field("source_index", pa.int64()))
-    if llm is not None:
-        for i, name in enumerate(("llm_rationale", "llm_label")):
-            arrays.append(pa.array([pair[i] for pair in llm], pa.string()))
-            fields.append(pa.field(name, pa.string()))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-class _Hasher:
-    def __init__(self, opts: IngestOptions, fmt: str, split: str):
-        self._h = hashlib.sha256(b"salient-ingest-v1\n")
-        described = {k: v for k, v in asdict(opts).items() if k != "split"} | {"format": fmt, "split": split}
-        self._h.update(json.dumps(described, sort_keys=True).encode() + b"\n")
-
-    def add(self, data: bytes) -> None:
-        self._h.update(len(data).to_bytes(8, "little"))
-        self._h.update(data)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-# ------------------------------------------------------------------ planning (parse + validate, no writes)
-def _prepare_dss(fmt_name: str, path: Path, opts: IngestOptions) -> list[PreparedSplit]:
+def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSource]:
     fmt = DSS_FORMATS[fmt_name]
     if path.is_dir():
         directory, files = path, fmt.split_files(path)
@@ -188,47 +179,46 @@ def _prepare_dss(fmt_name: str, path: Path, opts: IngestOptions) -> list[Prepare
             raise ValueError(f"{path}: no split {opts.split!r} for {fmt_name}; present: {', '.join(sorted(files))}"
                              + (f" ({fmt.missing_note})" if fmt.missing_note else ""))
         files = {opts.split: files[opts.split]}
-    prepared = []
+    max_bytes = get_setting("ingest_max_line_bytes")
+    sources = []
     for split, file in files.items():
         check_name("split", split)
-        hasher = _Hasher(opts, fmt_name, split)
-        data = file.read_bytes()
-        hasher.add(data)
-        rows = []
-        for lineno, rec in read_jsonl(file, data):
-            try:
-                row = fmt.build(rec)
-            except RecordError as exc:
-                raise ValueError(f"{where(file, lineno)}: {exc}; {FIX}") from None
-            row["where"] = where(file, lineno)
-            rows.append(row)
-        _assign_ids(rows, split)
-        llm = None
-        llm_files = fmt.llm_files(directory, split) if opts.llm else []
-        if llm_files:
+
+        def rows(digest, file=file):
+            for loc, rec in read_json_records(file, max_bytes, digest):
+                try:
+                    yield loc, fmt.build(rec)
+                except RecordError as exc:
+                    raise ValueError(f"{where(file, loc)}: {exc}; {FIX}") from None
+
+        def llm(digest, split=split):
+            llm_files = fmt.llm_files(directory, split) if opts.llm else []
+            if not llm_files:
+                return None
             outputs: list[str] = []
             for lf in llm_files:
-                blob = lf.read_bytes()
-                hasher.add(blob)
+                with open(lf, "rb") as f:
+                    blob = f.read(max_bytes + 1)
+                if len(blob) > max_bytes:
+                    raise ValueError(f"{lf}: over ingest_max_line_bytes={max_bytes} bytes; pass --no-llm or raise "
+                                     "SALIENT_INGEST_MAX_LINE_BYTES")
+                digest.add(blob)
                 try:
-                    items = json.loads(blob)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where(lf, exc.lineno)}: invalid JSON ({exc.msg}); fix the file or pass --no-llm") from None
+                    items = loads(blob)
+                except ValueError as exc:
+                    raise ValueError(f"{where(lf, getattr(exc, 'lineno', 1))}: invalid JSON ({exc}); fix the file "
+                                     "or pass --no-llm") from None
                 if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
                     raise ValueError(f"{lf}: expected a JSON list of strings; fix the file or pass --no-llm")
                 outputs.extend(items)
-            if len(outputs) != len(rows):
-                raise ValueError(
-                    f"{directory / 'llm'}: {len(outputs)} PaLM outputs for split {split!r} but {file} has {len(rows)} "
-                    "examples; they must align one to one (pass --no-llm to ingest without them)")
-            llm = [fmt.parse_llm(o) for o in outputs]
-        prepared.append(PreparedSplit(split, _to_table(rows, split, llm), hasher.hexdigest(), fmt_name,
-                                      str(file.resolve()), llm_rows=len(llm or ())))
-    return prepared
+            return [fmt.parse_llm(o) for o in outputs]
+
+        sources.append(SplitSource(split, fmt_name, file, rows, llm))
+    return sources
 
 
-def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
-    """Parse and validate every split of `path` in memory; raises ValueError naming file:line on bad input."""
+def sources(path: str | Path, opts: IngestOptions) -> list[SplitSource]:
+    """The splits `path` holds under `opts`; checks the format and options, reads nothing yet."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give the path of a JSONL/CSV/Parquet file or a DSS dataset directory")
@@ -242,16 +232,216 @@ def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
                  if getattr(opts, k)]
         if given:
             raise ValueError(f"{', '.join(given)} apply to --format jsonl/csv/parquet only; --format {fmt} builds its fields itself")
-        return _prepare_dss(fmt, path, opts)
+        return _dss_sources(fmt, path, opts)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; --format {fmt} reads one file (directories are for {', '.join(DSS_FORMATS)})")
-    split = opts.split or "train"
-    data = path.read_bytes()
-    hasher = _Hasher(opts, fmt, split)
-    hasher.add(data)
-    rows = generic_rows(path, READERS[fmt](path, data), opts)
-    _assign_ids(rows, split)
-    return [PreparedSplit(split, _to_table(rows, split, None), hasher.hexdigest(), fmt, str(path.resolve()))]
+    max_bytes, batch_rows = get_setting("ingest_max_line_bytes"), get_setting("ingest_batch_rows")
+
+    def rows(digest):
+        if fmt == "jsonl":
+            records = read_json_records(path, max_bytes, digest)
+        elif fmt == "csv":
+            records = read_csv_records(path, max_bytes, digest)
+        else:
+            records = read_parquet_records(path, batch_rows, digest)
+        mapper = None
+        for loc, rec in records:
+            if mapper is None:
+                mapper = GenericMapper(path, opts, loc, rec)
+            yield loc, mapper.row(loc, rec)
+        if mapper is None:
+            raise ValueError(f"{path}: no records; nothing was written")
+
+    return [SplitSource(opts.split or "train", fmt, path, rows)]
+
+
+# ------------------------------------------------------------------ pass 1: read, validate, spool
+def _key(example_id: str, hashed: bool) -> int:
+    """64-bit key of an id: the hash id's own bits, else Python's hash (stable within this process)."""
+    return int(example_id, 16) if hashed else hash(example_id) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _column(values: list) -> pa.Array:
+    """An extra column as Arrow; values of mixed kinds become JSON text (strings stay as they are)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in values], pa.string())
+
+
+def _json_text(value) -> str:
+    return json.dumps(value, default=str)
+
+
+def _batch_table(rows: list[tuple[str, dict]], split: str, start: int,
+                 llm: list[tuple[str, str | None]] | None) -> pa.Table:
+    ids, hashed = [], []
+    for _, r in rows:
+        if r["example_id"] is None:
+            ids.append(_hash_id(r["input"]))
+            hashed.append(True)
+        else:
+            ids.append(r["example_id"])
+            hashed.append(False)
+    arrays = [
+        pa.array(ids, pa.string()),
+        pa.array([r["input"] for _, r in rows], pa.string()),
+        pa.array([r["target"] for _, r in rows], pa.string()),
+        pa.array([r["choices"] for _, r in rows], pa.list_(pa.string())),
+        pa.array([split] * len(rows), pa.string()),
+    ]
+    names = [f.name for f in DATASET_SCHEMA]
+    extra_names = list(dict.fromkeys(k for _, r in rows for k in r["extra"]))
+    for name in extra_names:
+        arrays.append(_column([r["extra"].get(name) for _, r in rows]))
+        names.append(name)
+    arrays.append(pa.array(range(start, start + len(rows)), pa.int64()))
+    names.append("source_index")
+    if llm is not None:
+        chunk = llm[start:start + len(rows)]
+        arrays += [pa.array([p[0] for p in chunk], pa.string()), pa.array([p[1] for p in chunk], pa.string())]
+        names += ["llm_rationale", "llm_label"]
+    arrays += [pa.array(hashed, pa.bool_()), pa.array([loc for loc, _ in rows], pa.string())]
+    names += [_HASHED, _WHERE]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _spool(source: SplitSource, opts: IngestOptions, work: Path) -> Spooled:
+    digest = ContentHash(opts.described() | {"format": source.format, "split": source.split})
+    llm_outputs = _LLMPreload(source)  # read first so that batches carry them; hashed after the rows
+    batch_rows = get_setting("ingest_batch_rows")
+    files: list[Path] = []
+    writer: pq.ParquetWriter | None = None
+    hashed_keys, source_keys = array("Q"), array("Q")
+    total = 0
+    llm = llm_outputs.outputs
+
+    def flush(batch):
+        nonlocal writer, total
+        table = _batch_table(batch, source.split, total, llm)
+        for eid, h in zip(table.column(0).to_pylist(), table.column(_HASHED).to_pylist()):
+            (hashed_keys if h else source_keys).append(_key(eid, h))
+        if writer is None or writer.schema != table.schema:
+            if writer is not None:
+                writer.close()
+            files.append(work / f"spool-{len(files):05d}.parquet")
+            writer = pq.ParquetWriter(files[-1], table.schema, compression="lz4")
+        writer.write_table(table)
+        total += table.num_rows
+
+    try:
+        batch: list[tuple[str, dict]] = []
+        for item in source.rows(digest):
+            batch.append(item)
+            if len(batch) >= batch_rows:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    for blob in llm_outputs.blobs:  # the PaLM files are hashed after the split's file, as they always were
+        digest.add(blob)
+    if llm is not None and len(llm) != total:
+        raise ValueError(
+            f"{source.path.parent / 'llm'}: {len(llm)} PaLM outputs for split {source.split!r} but {source.path} has "
+            f"{total} examples; they must align one to one (pass --no-llm to ingest without them)")
+    return Spooled(source, files, total, digest.hexdigest(), hashed_keys, source_keys, llm_rows=len(llm or ()))
+
+
+class _LLMPreload:
+    """The PaLM outputs of a DSS split, read (bounded) before its rows so batches can carry them."""
+
+    def __init__(self, source: SplitSource):
+        collector = _BlobCollector()
+        self.outputs = source.llm(collector)
+        self.blobs = collector.blobs
+
+
+class _BlobCollector:
+    def __init__(self):
+        self.blobs: list[bytes] = []
+
+    def add(self, data: bytes) -> None:
+        self.blobs.append(data)
+
+
+# ------------------------------------------------------------------ pass 2: spool -> part
+def _repeated(keys: array) -> set[int]:
+    if not keys:
+        return set()
+    values, counts = np.unique(np.frombuffer(keys, dtype=np.uint64), return_counts=True)
+    return {int(v) for v in values[counts > 1]}
+
+
+def _final_schema(spooled: Spooled) -> tuple[pa.Schema, set[str]]:
+    """Unified column types over the spool files; columns whose kinds conflict become text."""
+    kinds: dict[str, list[pa.DataType]] = {}
+    for f in spooled.files:
+        for fld in pq.read_schema(f):
+            if fld.name not in (_HASHED, _WHERE):
+                kinds.setdefault(fld.name, []).append(fld.type)
+    fields, as_text = [], set()
+    for name, types in kinds.items():
+        real = [t for t in types if not pa.types.is_null(t)]
+        try:
+            unified = pa.unify_schemas([pa.schema([(name, t)]) for t in real], promote_options="permissive")[0].type \
+                if real else pa.string()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            unified = pa.string()
+            as_text.add(name)
+        fields.append(pa.field(name, unified))
+    fields.insert(5, pa.field("dataset", pa.string()))
+    return pa.schema(fields), as_text
+
+
+def _part_tables(spooled: Spooled, name: str, schema: pa.Schema, as_text: set[str]) -> Iterator[pa.Table]:
+    repeated_inputs = _repeated(spooled.hashed_keys)
+    repeated_ids = _repeated(spooled.source_keys)
+    split, path = spooled.source.split, spooled.source.path
+    seen: dict[str, str] = {}
+    for f in spooled.files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=get_setting("ingest_batch_rows")):
+            table = pa.Table.from_batches([batch])
+            if repeated_inputs or repeated_ids:
+                table = _fix_ids(table, split, path, repeated_inputs, repeated_ids, seen)
+            n = table.num_rows
+            columns = []
+            for fld in schema:
+                if fld.name == "dataset":
+                    columns.append(pa.array([name] * n, pa.string()))
+                elif fld.name not in table.column_names:
+                    columns.append(pa.nulls(n, fld.type))
+                elif fld.name in as_text:
+                    col = table.column(fld.name)
+                    columns.append(col if pa.types.is_string(col.type) else pa.array(
+                        [None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in col.to_pylist()],
+                        pa.string()))
+                else:
+                    columns.append(table.column(fld.name).cast(fld.type))
+            yield pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+def _fix_ids(table: pa.Table, split: str, path: Path, repeated_inputs: set[int], repeated_ids: set[int],
+             seen: dict[str, str]) -> pa.Table:
+    """Positional ids for repeated inputs; refuse a repeated source id (naming both lines)."""
+    ids = table.column("example_id").to_pylist()
+    hashed = table.column(_HASHED).to_pylist()
+    locs = table.column(_WHERE).to_pylist()
+    inputs = table.column("input").to_pylist()
+    index = table.column("source_index").to_pylist()
+    for i, (eid, h) in enumerate(zip(ids, hashed)):
+        key = _key(eid, h)
+        if h and key in repeated_inputs:
+            ids[i] = _hash_id(split, str(index[i]), inputs[i])
+        elif not h and key in repeated_ids:
+            if eid in seen:
+                raise ValueError(
+                    f"{where(path, locs[i])}: example id {eid!r} already used at {where(path, seen[eid])}; ids must be "
+                    "unique within a split: pass --id-field naming a unique field, or omit the id field to hash the inputs")
+            seen[eid] = locs[i]
+    return table.set_column(0, "example_id", pa.array(ids, pa.string()))
 
 
 # ------------------------------------------------------------------ writing
@@ -265,6 +455,15 @@ def part_metadata(*, name: str, version: str, split: str, rows: int, format: str
     }
 
 
+def _spool_all(path: str | Path, opts: IngestOptions, work: Path) -> list[Spooled]:
+    out = []
+    for i, source in enumerate(sources(path, opts)):
+        directory = work / f"split-{i}"
+        directory.mkdir(parents=True)
+        out.append(_spool(source, opts, directory))
+    return out
+
+
 def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | None = None) -> list[PartResult]:
     """Add dataset `name` from `path` to the store; returns one PartResult per split.
 
@@ -273,42 +472,63 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
     """
     opts = opts or IngestOptions()
     check_name("dataset", name)
-    prepared = prepare(path, opts)  # every file parsed and validated before any write
     store = catalog.store
     chars = get_setting("dataset_version_chars")
     row_group = get_setting("parquet_row_group_size")
     created_at = dt.datetime.now(dt.timezone.utc)
     results: list[PartResult] = []
     written: list[Path] = []
+    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.root))
     try:
-        for p in prepared:
-            version = p.content_hash[:chars]
+        spooled = _spool_all(path, opts, work)  # every split read and validated before any write
+        for sp in spooled:
+            src = sp.source
+            version = sp.content_hash[:chars]
             part = store.dataset_part(name, version, 0)
-            notes = [f"{p.llm_rows} PaLM rationales in llm_rationale"] if p.llm_rows else []
-            existing = catalog.find_dataset_version(name, p.content_hash)
-            same_split = [e for e in existing if e["split"] == p.split]
+            notes = [f"{sp.llm_rows} PaLM rationales in llm_rationale"] if sp.llm_rows else []
+            source_path = str(src.path.resolve())
+            same_split = [e for e in catalog.find_dataset_version(name, sp.content_hash) if e["split"] == src.split]
             if same_split and same_split[0]["active"]:
-                results.append(PartResult(name, p.split, version, p.table.num_rows, "unchanged", same_split[0]["path"],
-                                          p.format, p.source, notes))
+                results.append(PartResult(name, src.split, version, sp.rows, "unchanged", same_split[0]["path"],
+                                          src.format, source_path, notes))
                 continue
-            table = p.table.add_column(5, pa.field("dataset", pa.string()), pa.array([name] * p.table.num_rows, pa.string()))
-            meta = part_metadata(name=name, version=version, split=p.split, rows=p.table.num_rows, format=p.format,
-                                 source=p.source, content_hash=p.content_hash, created_at=created_at)
+            schema, as_text = _final_schema(sp)
+            meta = part_metadata(name=name, version=version, split=src.split, rows=sp.rows, format=src.format,
+                                 source=source_path, content_hash=sp.content_hash, created_at=created_at)
             created_dir = not part.parent.exists()
-            write_parquet_atomic(table, part, row_group_size=row_group, metadata=meta)
-            written.append(part if not created_dir else part.parent)
+            try:
+                write_parquet_batches_atomic(_part_tables(sp, name, schema, as_text), part, schema,
+                                             row_group_size=row_group, metadata=meta)
+            finally:
+                written.append(part if not created_dir else part.parent)
             status = "reactivated" if same_split else "added"
-            results.append(PartResult(name, p.split, version, p.table.num_rows, status, store.relative(part),
-                                      p.format, p.source, notes))
-        for r, p in zip(results, prepared):
+            results.append(PartResult(name, src.split, version, sp.rows, status, store.relative(part),
+                                      src.format, source_path, notes))
+        for r, sp in zip(results, spooled):
             if r.status != "unchanged":
                 catalog.register_dataset_part(name=name, version=r.version, split=r.split, path=r.path, rows=r.rows,
-                                              format=r.format, source=r.source, content_hash=p.content_hash,
+                                              format=r.format, source=r.source, content_hash=sp.content_hash,
                                               created_at=created_at)
     except BaseException:
         _remove_unregistered(catalog, written)
         raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
+    """Read and validate every split of `path` into memory (small sources only; `ingest` streams)."""
+    with tempfile.TemporaryDirectory(prefix="salient-prepare-") as tmp:
+        out = []
+        for sp in _spool_all(path, opts, Path(tmp)):
+            schema, as_text = _final_schema(sp)
+            tables = list(_part_tables(sp, "", schema, as_text))
+            table = pa.concat_tables(tables) if tables else schema.empty_table()
+            table = table.drop_columns(["dataset"])
+            out.append(PreparedSplit(sp.source.split, table, sp.content_hash, sp.source.format,
+                                     str(sp.source.path.resolve()), llm_rows=sp.llm_rows))
+        return out
 
 
 def _remove_unregistered(catalog: Catalog, written: list[Path]) -> None:

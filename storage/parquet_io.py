@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,6 +62,51 @@ def write_parquet_atomic(
     try:
         with os.fdopen(fd, "wb") as fh:
             pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_size)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _commit(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path.stat().st_size
+
+
+def write_parquet_batches_atomic(
+    tables: Iterable[pa.Table],
+    path: str | os.PathLike,
+    schema: pa.Schema,
+    *,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Stream `tables` (each with `schema`) into `path` atomically, in row groups of `row_group_size`.
+
+    Holds at most one row group plus one incoming table in memory; returns the file size in bytes.
+    """
+    path = Path(path)
+    if metadata:
+        merged = dict(schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        schema = schema.with_metadata(merged)
+    fd, tmp = _tmp_for(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
+                pending: list[pa.Table] = []
+                rows = 0
+                for table in tables:
+                    pending.append(table)
+                    rows += table.num_rows
+                    if rows >= row_group_size:
+                        merged_table = pa.concat_tables(pending)
+                        full = rows - rows % row_group_size
+                        writer.write_table(merged_table.slice(0, full).replace_schema_metadata(schema.metadata),
+                                           row_group_size=row_group_size)
+                        rest = merged_table.slice(full)
+                        pending, rows = ([rest] if rest.num_rows else []), rest.num_rows
+                if pending:
+                    writer.write_table(pa.concat_tables(pending).replace_schema_metadata(schema.metadata),
+                                       row_group_size=row_group_size)
             fh.flush()
             os.fsync(fh.fileno())
         _commit(tmp, path)
