@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from .readers import FIX, where
 from .schemas import DATASET_COLUMNS
 from .templates import check_template
@@ -294,3 +297,70 @@ class GenericMapper:
             "choices": _choices(rec.get(self.choices_field), loc) if self.choices_field else None,
             "extra": extra,
         }
+
+    # -------------------------------------------------------------- the vectorized path
+    def columns(self, table: pa.Table) -> dict | None:
+        """The row fields of a whole record batch as Arrow arrays, or None when some record needs the
+        per-record path (`row`): for its exact error message, or for a value Arrow cannot take as is.
+
+        Returns {"example_id": list[str | None] | None, "input", "target", "choices": Array | None,
+        "extra": [(column name, Array)]}; the same values `row` would give.
+        """
+        names = set(table.column_names)
+        n = table.num_rows
+        for f in self.required:
+            if f not in names or table.column(f).null_count:
+                return None
+        for col in table.columns:
+            t = col.type
+            if pa.types.is_temporal(t):  # Arrow's JSON reader reads ISO dates as timestamps; rows keep strings
+                return None
+            if pa.types.is_floating(t) and pc.any(pc.invert(pc.is_finite(col))).as_py():
+                return None
+        if self.template is not None:
+            pieces = []
+            for literal, name in self.template.parts:
+                if literal:
+                    pieces.append(pa.scalar(literal))
+                if name is not None:
+                    col = _text_column(table, name, integers=True)
+                    if col is None or col.null_count:
+                        return None
+                    pieces.append(col)
+            text = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+        else:
+            text = _text_column(table, self.input_field, integers=False)
+        if text is None or text.null_count or pc.any(pc.equal(pc.binary_length(text), 0)).as_py():
+            return None
+        ids = target = choices = None
+        if self.id_field:
+            col = _text_column(table, self.id_field, integers=True)
+            if col is None:
+                return None
+            ids = col
+        if self.target_field:
+            target = _text_column(table, self.target_field, integers=True)
+            if target is None:
+                return None
+        if self.choices_field and self.choices_field in names:
+            choices = table.column(self.choices_field)
+            if pa.types.is_null(choices.type):
+                choices = None
+            elif not (pa.types.is_list(choices.type) and pa.types.is_string(choices.type.value_type)):
+                return None
+        extra = [(f"source_{k}" if k in DATASET_COLUMNS or k in RESERVED else k, table.column(k))
+                 for k in table.column_names if k not in self.used]
+        return {"example_id": ids, "input": text, "target": target, "choices": choices, "extra": extra, "rows": n}
+
+
+def _text_column(table: pa.Table, name: str | None, *, integers: bool):
+    """A column as strings when it holds strings (or integers where allowed) or only nulls; else None."""
+    if name is None or name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(name)
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col.cast(pa.string())
+    if pa.types.is_null(t) or (integers and pa.types.is_integer(t)):
+        return col.cast(pa.string())
+    return None

@@ -56,7 +56,8 @@ import pyarrow.parquet as pq
 from .adapters import DSS_FORMATS, GenericMapper, RecordError, detect_dss
 from .catalog import Catalog
 from .parquet_io import read_metadata, write_parquet_batches_atomic
-from .readers import (FIX, ContentHash, loads, read_csv_records, read_json_records, read_parquet_records, where)
+from .readers import (FIX, ContentHash, arrow_json_lines, json_line_batches, loads, parse_json_lines, read_csv_records,
+                      read_json_records, read_parquet_batches, where)
 from .schemas import DATASET_SCHEMA
 from .settings import get_setting
 from .store import check_name
@@ -111,13 +112,34 @@ class IngestOptions:
 
 @dataclass
 class SplitSource:
-    """One split to read: `rows(digest)` yields (location label, row dict) and hashes what it reads."""
+    """One split to read: `batches(digest)` yields Batch-es and hashes what it reads."""
 
     split: str
     format: str
     path: Path
-    rows: Callable[[ContentHash], Iterator[tuple[str, dict]]]
+    batches: Callable[[ContentHash], Iterator["Batch"]]
     llm: Callable[[ContentHash], list[tuple[str, str | None]] | None] = lambda digest: None
+
+
+@dataclass
+class Batch:
+    """Mapped records: columns (GenericMapper.columns: example_id, input, target, choices, extra) and
+    their location labels. The per-record path builds the same from row dicts (`Batch.of_rows`)."""
+
+    columns: dict
+    where: pa.Array
+
+    @classmethod
+    def of_rows(cls, rows: list[tuple[str, dict]]) -> "Batch":
+        names = list(dict.fromkeys(k for _, r in rows for k in r["extra"]))
+        columns = {
+            "example_id": pa.array([r["example_id"] for _, r in rows], pa.string()),
+            "input": pa.array([r["input"] for _, r in rows], pa.string()),
+            "target": pa.array([r["target"] for _, r in rows], pa.string()),
+            "choices": pa.array([r["choices"] for _, r in rows], pa.list_(pa.string())),
+            "extra": [(k, _column([r["extra"].get(k) for _, r in rows])) for k in names],
+        }
+        return cls(columns, pa.array([loc for loc, _ in rows], pa.string()))
 
 
 @dataclass
@@ -191,6 +213,10 @@ def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSo
                 except RecordError as exc:
                     raise ValueError(f"{where(file, loc)}: {exc}; {FIX}") from None
 
+        def batches(digest, rows=rows):
+            for chunk in _chunks(rows(digest), get_setting("ingest_batch_rows")):
+                yield Batch.of_rows(chunk)
+
         def llm(digest, split=split):
             llm_files = fmt.llm_files(directory, split) if opts.llm else []
             if not llm_files:
@@ -213,7 +239,7 @@ def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSo
                 outputs.extend(items)
             return [fmt.parse_llm(o) for o in outputs]
 
-        sources.append(SplitSource(split, fmt_name, file, rows, llm))
+        sources.append(SplitSource(split, fmt_name, file, batches, llm))
     return sources
 
 
@@ -235,24 +261,66 @@ def sources(path: str | Path, opts: IngestOptions) -> list[SplitSource]:
         return _dss_sources(fmt, path, opts)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; --format {fmt} reads one file (directories are for {', '.join(DSS_FORMATS)})")
-    max_bytes, batch_rows = get_setting("ingest_max_line_bytes"), get_setting("ingest_batch_rows")
+    return [SplitSource(opts.split or "train", fmt, path, lambda digest: _generic_batches(path, fmt, opts, digest))]
 
-    def rows(digest):
-        if fmt == "jsonl":
-            records = read_json_records(path, max_bytes, digest)
-        elif fmt == "csv":
-            records = read_csv_records(path, max_bytes, digest)
-        else:
-            records = read_parquet_records(path, batch_rows, digest)
-        mapper = None
+
+def _chunks(items, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _generic_batches(path: Path, fmt: str, opts: IngestOptions, digest: ContentHash) -> Iterator[Batch]:
+    """JSONL and Parquet batches go through GenericMapper.columns (Arrow), falling back to the per-record
+    path for a batch it cannot take (which then names the bad line); CSV records go per record."""
+    max_bytes, batch_rows = get_setting("ingest_max_line_bytes"), get_setting("ingest_batch_rows")
+    mapper: GenericMapper | None = None
+
+    def per_record(records: list[tuple[str, dict]]) -> Batch:
+        nonlocal mapper
+        rows = []
         for loc, rec in records:
             if mapper is None:
                 mapper = GenericMapper(path, opts, loc, rec)
-            yield loc, mapper.row(loc, rec)
-        if mapper is None:
-            raise ValueError(f"{path}: no records; nothing was written")
+            rows.append((loc, mapper.row(loc, rec)))
+        return Batch.of_rows(rows)
 
-    return [SplitSource(opts.split or "train", fmt, path, rows)]
+    if fmt == "jsonl":
+        for item in json_line_batches(path, max_bytes, batch_rows, digest):
+            if isinstance(item, list):  # a JSON array's records
+                for chunk in _chunks(item, batch_rows):
+                    yield per_record(chunk)
+                continue
+            numbers, lines = item
+            if mapper is None:
+                mapper = GenericMapper(path, opts, *parse_json_lines(path, numbers[:1], lines[:1])[0])
+            table = arrow_json_lines(lines)
+            columns = mapper.columns(table) if table is not None else None
+            if columns is None:
+                yield per_record(parse_json_lines(path, numbers, lines))
+            else:
+                yield Batch(columns, pa.array(numbers, pa.int64()).cast(pa.string()))
+    elif fmt == "csv":
+        for chunk in _chunks(read_csv_records(path, max_bytes, digest), batch_rows):
+            yield per_record(chunk)
+    else:
+        for offset, table in read_parquet_batches(path, batch_rows, digest):
+            if mapper is None and table.num_rows:
+                mapper = GenericMapper(path, opts, f"row {offset}", table.slice(0, 1).to_pylist()[0])
+            columns = mapper.columns(table) if mapper is not None else None
+            locs = [f"row {offset + i}" for i in range(table.num_rows)]
+            if columns is None:
+                yield per_record(list(zip(locs, table.to_pylist())))
+            else:
+                yield Batch(columns, pa.array(locs, pa.string()))
+    if mapper is None:
+        raise ValueError(f"{path}: no records; nothing was written")
+
 
 
 # ------------------------------------------------------------------ pass 1: read, validate, spool
@@ -273,50 +341,48 @@ def _json_text(value) -> str:
     return json.dumps(value, default=str)
 
 
-def _batch_table(rows: list[tuple[str, dict]], split: str, start: int,
-                 llm: list[tuple[str, str | None]] | None) -> pa.Table:
-    ids, hashed = [], []
-    for _, r in rows:
-        if r["example_id"] is None:
-            ids.append(_hash_id(r["input"]))
-            hashed.append(True)
-        else:
-            ids.append(r["example_id"])
-            hashed.append(False)
+def _batch_table(batch: Batch, split: str, start: int, llm: list[tuple[str, str | None]] | None) -> pa.Table:
+    """A spool table: the DATASET_SCHEMA columns, extras, source_index, llm columns, __id_hashed, __where."""
+    cols = batch.columns
+    n = len(batch.where)
+    given = cols["example_id"]
+    ids = given.to_pylist() if given is not None else [None] * n
+    hashed = [i is None for i in ids]
+    if any(hashed):
+        inputs = cols["input"].to_pylist()
+        ids = [_hash_id(inputs[k]) if h else ids[k] for k, h in enumerate(hashed)]
     arrays = [
         pa.array(ids, pa.string()),
-        pa.array([r["input"] for _, r in rows], pa.string()),
-        pa.array([r["target"] for _, r in rows], pa.string()),
-        pa.array([r["choices"] for _, r in rows], pa.list_(pa.string())),
-        pa.array([split] * len(rows), pa.string()),
+        cols["input"],
+        cols["target"] if cols["target"] is not None else pa.nulls(n, pa.string()),
+        cols["choices"] if cols["choices"] is not None else pa.nulls(n, pa.list_(pa.string())),
+        pa.array([split] * n, pa.string()),
     ]
     names = [f.name for f in DATASET_SCHEMA]
-    extra_names = list(dict.fromkeys(k for _, r in rows for k in r["extra"]))
-    for name in extra_names:
-        arrays.append(_column([r["extra"].get(name) for _, r in rows]))
+    for name, arr in cols["extra"]:
+        arrays.append(arr)
         names.append(name)
-    arrays.append(pa.array(range(start, start + len(rows)), pa.int64()))
+    arrays.append(pa.array(range(start, start + n), pa.int64()))
     names.append("source_index")
     if llm is not None:
-        chunk = llm[start:start + len(rows)]
+        chunk = llm[start:start + n]
         arrays += [pa.array([p[0] for p in chunk], pa.string()), pa.array([p[1] for p in chunk], pa.string())]
         names += ["llm_rationale", "llm_label"]
-    arrays += [pa.array(hashed, pa.bool_()), pa.array([loc for loc, _ in rows], pa.string())]
+    arrays += [pa.array(hashed, pa.bool_()), batch.where]
     names += [_HASHED, _WHERE]
-    return pa.Table.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], names=names)
 
 
 def _spool(source: SplitSource, opts: IngestOptions, work: Path) -> Spooled:
     digest = ContentHash(opts.described() | {"format": source.format, "split": source.split})
     llm_outputs = _LLMPreload(source)  # read first so that batches carry them; hashed after the rows
-    batch_rows = get_setting("ingest_batch_rows")
     files: list[Path] = []
     writer: pq.ParquetWriter | None = None
     hashed_keys, source_keys = array("Q"), array("Q")
     total = 0
     llm = llm_outputs.outputs
 
-    def flush(batch):
+    def flush(batch: Batch):
         nonlocal writer, total
         table = _batch_table(batch, source.split, total, llm)
         for eid, h in zip(table.column(0).to_pylist(), table.column(_HASHED).to_pylist()):
@@ -330,13 +396,7 @@ def _spool(source: SplitSource, opts: IngestOptions, work: Path) -> Spooled:
         total += table.num_rows
 
     try:
-        batch: list[tuple[str, dict]] = []
-        for item in source.rows(digest):
-            batch.append(item)
-            if len(batch) >= batch_rows:
-                flush(batch)
-                batch = []
-        if batch:
+        for batch in source.batches(digest):
             flush(batch)
     finally:
         if writer is not None:

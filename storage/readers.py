@@ -162,6 +162,72 @@ def _json_array(f: BinaryIO, path: Path, max_bytes: int, digest: ContentHash) ->
         yield str(i + 1), item
 
 
+def json_line_batches(path: Path, max_bytes: int, batch_rows: int,
+                      digest: ContentHash) -> Iterator[tuple[list[int], list[bytes]] | list[Record]]:
+    """Batches of a JSON Lines file as (line numbers, raw non-blank lines), for a fast Arrow parse with
+    the per-line `loads` as the fallback; a JSON array file yields its records (one list) instead."""
+    with open(path, "rb", buffering=1 << 20) as f:
+        digest.begin(path, f)
+        if f.peek(4096)[:4096].lstrip()[:1] == b"[":
+            yield list(_json_array(f, path, max_bytes, digest))
+        else:
+            numbers: list[int] = []
+            lines: list[bytes] = []
+            for lineno, raw in bounded_lines(f, path, max_bytes, digest):
+                if raw.strip():
+                    numbers.append(lineno)
+                    lines.append(raw)
+                    if len(lines) >= batch_rows:
+                        yield numbers, lines
+                        numbers, lines = [], []
+            if lines:
+                yield numbers, lines
+        digest.end()
+
+
+def parse_json_lines(path: Path, numbers: list[int], lines: list[bytes]) -> list[Record]:
+    """The per-line parse of a batch (exact errors naming the line)."""
+    out = []
+    for lineno, raw in zip(numbers, lines):
+        try:
+            obj = loads(raw)
+        except ValueError as exc:
+            raise _json_error(path, lineno, exc) from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where(path, lineno)}: expected a JSON object, got {type(obj).__name__}; {FIX}")
+        out.append((str(lineno), obj))
+    return out
+
+
+def arrow_json_lines(lines: list[bytes]) -> pa.Table | None:
+    """The batch parsed by Arrow's JSON reader, or None where it cannot (then use parse_json_lines)."""
+    import pyarrow.json as pj
+
+    data = b"\n".join(lines) + b"\n"
+    try:
+        return pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def read_parquet_batches(path: Path, batch_rows: int, digest: ContentHash) -> Iterator[tuple[int, pa.Table]]:
+    """(first row number, record batch as a table) of a Parquet file; NaN / infinite floats are refused."""
+    with open(path, "rb", buffering=1 << 20) as f:  # the version hash covers the file's bytes
+        digest.begin(path, f)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+        digest.end()
+    try:
+        source = pq.ParquetFile(path)
+        offset = 0
+        for batch in source.iter_batches(batch_size=batch_rows):
+            _refuse_non_finite(path, batch, offset)
+            yield offset, pa.Table.from_batches([batch])
+            offset += batch.num_rows
+    except pa.ArrowException as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc}); nothing was written") from None
+
+
 def read_csv_records(path: Path, max_bytes: int, digest: ContentHash) -> Iterator[Record]:
     """Records of a CSV file with a header row; every value is a string."""
     csv.field_size_limit(max_bytes)
@@ -191,25 +257,6 @@ def read_csv_records(path: Path, max_bytes: int, digest: ContentHash) -> Iterato
         except csv.Error as exc:
             raise ValueError(f"{where(path, reader.line_num)}: {exc}; {FIX}") from None
         digest.end()
-
-
-def read_parquet_records(path: Path, batch_rows: int, digest: ContentHash) -> Iterator[Record]:
-    """Records of a Parquet file, one record batch at a time; NaN / infinite floats are refused."""
-    with open(path, "rb", buffering=1 << 20) as f:  # the version hash covers the file's bytes
-        digest.begin(path, f)
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-        digest.end()
-    try:
-        source = pq.ParquetFile(path)
-        offset = 0
-        for batch in source.iter_batches(batch_size=batch_rows):
-            _refuse_non_finite(path, batch, offset)
-            for i, rec in enumerate(batch.to_pylist()):
-                yield f"row {offset + i}", rec
-            offset += batch.num_rows
-    except pa.ArrowException as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc}); nothing was written") from None
 
 
 def _refuse_non_finite(path: Path, batch: pa.RecordBatch, offset: int) -> None:
