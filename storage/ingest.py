@@ -40,25 +40,20 @@ raises ValueError("<file>:<line>: <reason>; ...") and the store is left unchange
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import shutil
 import tempfile
-from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .adapters import DSS_FORMATS, GenericMapper, RecordError, detect_dss
 from .catalog import Catalog
-from .parquet_io import read_metadata, write_parquet_batches_atomic
+from .parquet_io import read_metadata
 from .readers import (FIX, ContentHash, arrow_json_lines, json_line_batches, loads, parse_json_lines, read_csv_records,
                       read_json_records, read_parquet_batches, where)
-from .schemas import DATASET_SCHEMA
+from .spool import Batch, SplitSpool
 from .settings import get_setting
 from .store import check_name
 from .templates import check_template
@@ -66,7 +61,6 @@ from .templates import check_template
 GENERIC_FORMATS = ("jsonl", "csv", "parquet")
 FORMATS = ("auto",) + GENERIC_FORMATS + tuple(DSS_FORMATS)
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-_HASHED, _WHERE = "__id_hashed", "__where"  # spool-only columns
 
 
 @dataclass(frozen=True)
@@ -117,42 +111,22 @@ class SplitSource:
     split: str
     format: str
     path: Path
-    batches: Callable[[ContentHash], Iterator["Batch"]]
+    batches: Callable[[ContentHash], Iterator[Batch]]
     llm: Callable[[ContentHash], list[tuple[str, str | None]] | None] = lambda digest: None
 
 
 @dataclass
-class Batch:
-    """Mapped records: columns (GenericMapper.columns: example_id, input, target, choices, extra) and
-    their location labels. The per-record path builds the same from row dicts (`Batch.of_rows`)."""
-
-    columns: dict
-    where: pa.Array
-
-    @classmethod
-    def of_rows(cls, rows: list[tuple[str, dict]]) -> "Batch":
-        names = list(dict.fromkeys(k for _, r in rows for k in r["extra"]))
-        columns = {
-            "example_id": pa.array([r["example_id"] for _, r in rows], pa.string()),
-            "input": pa.array([r["input"] for _, r in rows], pa.string()),
-            "target": pa.array([r["target"] for _, r in rows], pa.string()),
-            "choices": pa.array([r["choices"] for _, r in rows], pa.list_(pa.string())),
-            "extra": [(k, _column([r["extra"].get(k) for _, r in rows])) for k in names],
-        }
-        return cls(columns, pa.array([loc for loc, _ in rows], pa.string()))
-
-
-@dataclass
 class Spooled:
-    """Pass 1 of one split: validated rows in spool files, their id keys, the content hash."""
+    """Pass 1 of one split: its validated rows in a SplitSpool, and the content hash."""
 
     source: SplitSource
-    files: list[Path]
-    rows: int
+    spool: SplitSpool
     content_hash: str
-    hashed_keys: array
-    source_keys: array
     llm_rows: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.spool.rows
 
 
 @dataclass
@@ -181,10 +155,6 @@ class PreparedSplit:
 
 
 # ------------------------------------------------------------------ sources
-def _hash_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
 def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSource]:
     fmt = DSS_FORMATS[fmt_name]
     if path.is_dir():
@@ -304,7 +274,7 @@ def _generic_batches(path: Path, fmt: str, opts: IngestOptions, digest: ContentH
             if columns is None:
                 yield per_record(parse_json_lines(path, numbers, lines))
             else:
-                yield Batch(columns, pa.array(numbers, pa.int64()).cast(pa.string()))
+                yield Batch(columns, numbers)
     elif fmt == "csv":
         for chunk in _chunks(read_csv_records(path, max_bytes, digest), batch_rows):
             yield per_record(chunk)
@@ -313,101 +283,35 @@ def _generic_batches(path: Path, fmt: str, opts: IngestOptions, digest: ContentH
             if mapper is None and table.num_rows:
                 mapper = GenericMapper(path, opts, f"row {offset}", table.slice(0, 1).to_pylist()[0])
             columns = mapper.columns(table) if mapper is not None else None
-            locs = [f"row {offset + i}" for i in range(table.num_rows)]
             if columns is None:
-                yield per_record(list(zip(locs, table.to_pylist())))
+                yield per_record([(f"row {offset + i}", rec) for i, rec in enumerate(table.to_pylist())])
             else:
-                yield Batch(columns, pa.array(locs, pa.string()))
+                yield Batch(columns, list(range(offset, offset + table.num_rows)))
     if mapper is None:
         raise ValueError(f"{path}: no records; nothing was written")
 
 
 
 # ------------------------------------------------------------------ pass 1: read, validate, spool
-def _key(example_id: str, hashed: bool) -> int:
-    """64-bit key of an id: the hash id's own bits, else Python's hash (stable within this process)."""
-    return int(example_id, 16) if hashed else hash(example_id) & 0xFFFF_FFFF_FFFF_FFFF
-
-
-def _column(values: list) -> pa.Array:
-    """An extra column as Arrow; values of mixed kinds become JSON text (strings stay as they are)."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.array([None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in values], pa.string())
-
-
-def _json_text(value) -> str:
-    return json.dumps(value, default=str)
-
-
-def _batch_table(batch: Batch, split: str, start: int, llm: list[tuple[str, str | None]] | None) -> pa.Table:
-    """A spool table: the DATASET_SCHEMA columns, extras, source_index, llm columns, __id_hashed, __where."""
-    cols = batch.columns
-    n = len(batch.where)
-    given = cols["example_id"]
-    ids = given.to_pylist() if given is not None else [None] * n
-    hashed = [i is None for i in ids]
-    if any(hashed):
-        inputs = cols["input"].to_pylist()
-        ids = [_hash_id(inputs[k]) if h else ids[k] for k, h in enumerate(hashed)]
-    arrays = [
-        pa.array(ids, pa.string()),
-        cols["input"],
-        cols["target"] if cols["target"] is not None else pa.nulls(n, pa.string()),
-        cols["choices"] if cols["choices"] is not None else pa.nulls(n, pa.list_(pa.string())),
-        pa.array([split] * n, pa.string()),
-    ]
-    names = [f.name for f in DATASET_SCHEMA]
-    for name, arr in cols["extra"]:
-        arrays.append(arr)
-        names.append(name)
-    arrays.append(pa.array(range(start, start + n), pa.int64()))
-    names.append("source_index")
-    if llm is not None:
-        chunk = llm[start:start + n]
-        arrays += [pa.array([p[0] for p in chunk], pa.string()), pa.array([p[1] for p in chunk], pa.string())]
-        names += ["llm_rationale", "llm_label"]
-    arrays += [pa.array(hashed, pa.bool_()), batch.where]
-    names += [_HASHED, _WHERE]
-    return pa.Table.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], names=names)
-
-
-def _spool(source: SplitSource, opts: IngestOptions, work: Path) -> Spooled:
+def _spool(source: SplitSource, opts: IngestOptions, work: Path, dataset: str) -> Spooled:
     digest = ContentHash(opts.described() | {"format": source.format, "split": source.split})
     llm_outputs = _LLMPreload(source)  # read first so that batches carry them; hashed after the rows
-    files: list[Path] = []
-    writer: pq.ParquetWriter | None = None
-    hashed_keys, source_keys = array("Q"), array("Q")
-    total = 0
     llm = llm_outputs.outputs
-
-    def flush(batch: Batch):
-        nonlocal writer, total
-        table = _batch_table(batch, source.split, total, llm)
-        for eid, h in zip(table.column(0).to_pylist(), table.column(_HASHED).to_pylist()):
-            (hashed_keys if h else source_keys).append(_key(eid, h))
-        if writer is None or writer.schema != table.schema:
-            if writer is not None:
-                writer.close()
-            files.append(work / f"spool-{len(files):05d}.parquet")
-            writer = pq.ParquetWriter(files[-1], table.schema, compression="lz4")
-        writer.write_table(table)
-        total += table.num_rows
-
+    spool = SplitSpool(work, source.split, dataset, source.path, "row " if source.format == "parquet" else "",
+                       get_setting("parquet_row_group_size"), llm)
     try:
         for batch in source.batches(digest):
-            flush(batch)
-    finally:
-        if writer is not None:
-            writer.close()
-    for blob in llm_outputs.blobs:  # the PaLM files are hashed after the split's file, as they always were
-        digest.add(blob)
-    if llm is not None and len(llm) != total:
-        raise ValueError(
-            f"{source.path.parent / 'llm'}: {len(llm)} PaLM outputs for split {source.split!r} but {source.path} has "
-            f"{total} examples; they must align one to one (pass --no-llm to ingest without them)")
-    return Spooled(source, files, total, digest.hexdigest(), hashed_keys, source_keys, llm_rows=len(llm or ()))
+            spool.add(batch)
+        for blob in llm_outputs.blobs:  # the PaLM files are hashed after the split's file, as they always were
+            digest.add(blob)
+        if llm is not None and len(llm) != spool.rows:
+            raise ValueError(
+                f"{source.path.parent / 'llm'}: {len(llm)} PaLM outputs for split {source.split!r} but {source.path} "
+                f"has {spool.rows} examples; they must align one to one (pass --no-llm to ingest without them)")
+    except BaseException:
+        spool.close()
+        raise
+    return Spooled(source, spool, digest.hexdigest(), llm_rows=len(llm or ()))
 
 
 class _LLMPreload:
@@ -427,83 +331,6 @@ class _BlobCollector:
         self.blobs.append(data)
 
 
-# ------------------------------------------------------------------ pass 2: spool -> part
-def _repeated(keys: array) -> set[int]:
-    if not keys:
-        return set()
-    values, counts = np.unique(np.frombuffer(keys, dtype=np.uint64), return_counts=True)
-    return {int(v) for v in values[counts > 1]}
-
-
-def _final_schema(spooled: Spooled) -> tuple[pa.Schema, set[str]]:
-    """Unified column types over the spool files; columns whose kinds conflict become text."""
-    kinds: dict[str, list[pa.DataType]] = {}
-    for f in spooled.files:
-        for fld in pq.read_schema(f):
-            if fld.name not in (_HASHED, _WHERE):
-                kinds.setdefault(fld.name, []).append(fld.type)
-    fields, as_text = [], set()
-    for name, types in kinds.items():
-        real = [t for t in types if not pa.types.is_null(t)]
-        try:
-            unified = pa.unify_schemas([pa.schema([(name, t)]) for t in real], promote_options="permissive")[0].type \
-                if real else pa.string()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            unified = pa.string()
-            as_text.add(name)
-        fields.append(pa.field(name, unified))
-    fields.insert(5, pa.field("dataset", pa.string()))
-    return pa.schema(fields), as_text
-
-
-def _part_tables(spooled: Spooled, name: str, schema: pa.Schema, as_text: set[str]) -> Iterator[pa.Table]:
-    repeated_inputs = _repeated(spooled.hashed_keys)
-    repeated_ids = _repeated(spooled.source_keys)
-    split, path = spooled.source.split, spooled.source.path
-    seen: dict[str, str] = {}
-    for f in spooled.files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=get_setting("ingest_batch_rows")):
-            table = pa.Table.from_batches([batch])
-            if repeated_inputs or repeated_ids:
-                table = _fix_ids(table, split, path, repeated_inputs, repeated_ids, seen)
-            n = table.num_rows
-            columns = []
-            for fld in schema:
-                if fld.name == "dataset":
-                    columns.append(pa.array([name] * n, pa.string()))
-                elif fld.name not in table.column_names:
-                    columns.append(pa.nulls(n, fld.type))
-                elif fld.name in as_text:
-                    col = table.column(fld.name)
-                    columns.append(col if pa.types.is_string(col.type) else pa.array(
-                        [None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in col.to_pylist()],
-                        pa.string()))
-                else:
-                    columns.append(table.column(fld.name).cast(fld.type))
-            yield pa.Table.from_arrays(columns, schema=schema.remove_metadata())
-
-
-def _fix_ids(table: pa.Table, split: str, path: Path, repeated_inputs: set[int], repeated_ids: set[int],
-             seen: dict[str, str]) -> pa.Table:
-    """Positional ids for repeated inputs; refuse a repeated source id (naming both lines)."""
-    ids = table.column("example_id").to_pylist()
-    hashed = table.column(_HASHED).to_pylist()
-    locs = table.column(_WHERE).to_pylist()
-    inputs = table.column("input").to_pylist()
-    index = table.column("source_index").to_pylist()
-    for i, (eid, h) in enumerate(zip(ids, hashed)):
-        key = _key(eid, h)
-        if h and key in repeated_inputs:
-            ids[i] = _hash_id(split, str(index[i]), inputs[i])
-        elif not h and key in repeated_ids:
-            if eid in seen:
-                raise ValueError(
-                    f"{where(path, locs[i])}: example id {eid!r} already used at {where(path, seen[eid])}; ids must be "
-                    "unique within a split: pass --id-field naming a unique field, or omit the id field to hash the inputs")
-            seen[eid] = locs[i]
-    return table.set_column(0, "example_id", pa.array(ids, pa.string()))
-
-
 # ------------------------------------------------------------------ writing
 def part_metadata(*, name: str, version: str, split: str, rows: int, format: str, source: str,
                   content_hash: str, created_at: dt.datetime) -> dict[str, str]:
@@ -515,12 +342,17 @@ def part_metadata(*, name: str, version: str, split: str, rows: int, format: str
     }
 
 
-def _spool_all(path: str | Path, opts: IngestOptions, work: Path) -> list[Spooled]:
+def _spool_all(path: str | Path, opts: IngestOptions, work: Path, dataset: str) -> list[Spooled]:
     out = []
-    for i, source in enumerate(sources(path, opts)):
-        directory = work / f"split-{i}"
-        directory.mkdir(parents=True)
-        out.append(_spool(source, opts, directory))
+    try:
+        for i, source in enumerate(sources(path, opts)):
+            directory = work / f"split-{i}"
+            directory.mkdir(parents=True)
+            out.append(_spool(source, opts, directory, dataset))
+    except BaseException:
+        for sp in out:
+            sp.spool.close()
+        raise
     return out
 
 
@@ -534,13 +366,12 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
     check_name("dataset", name)
     store = catalog.store
     chars = get_setting("dataset_version_chars")
-    row_group = get_setting("parquet_row_group_size")
     created_at = dt.datetime.now(dt.timezone.utc)
     results: list[PartResult] = []
     written: list[Path] = []
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.root))
     try:
-        spooled = _spool_all(path, opts, work)  # every split read and validated before any write
+        spooled = _spool_all(path, opts, work, name)  # every split read and validated before any write
         for sp in spooled:
             src = sp.source
             version = sp.content_hash[:chars]
@@ -552,13 +383,11 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
                 results.append(PartResult(name, src.split, version, sp.rows, "unchanged", same_split[0]["path"],
                                           src.format, source_path, notes))
                 continue
-            schema, as_text = _final_schema(sp)
             meta = part_metadata(name=name, version=version, split=src.split, rows=sp.rows, format=src.format,
                                  source=source_path, content_hash=sp.content_hash, created_at=created_at)
             created_dir = not part.parent.exists()
             try:
-                write_parquet_batches_atomic(_part_tables(sp, name, schema, as_text), part, schema,
-                                             row_group_size=row_group, metadata=meta)
+                sp.spool.finish(part, meta)
             finally:
                 written.append(part if not created_dir else part.parent)
             status = "reactivated" if same_split else "added"
@@ -573,6 +402,8 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
         _remove_unregistered(catalog, written)
         raise
     finally:
+        for sp in locals().get("spooled") or []:
+            sp.spool.close()
         shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -581,11 +412,8 @@ def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
     """Read and validate every split of `path` into memory (small sources only; `ingest` streams)."""
     with tempfile.TemporaryDirectory(prefix="salient-prepare-") as tmp:
         out = []
-        for sp in _spool_all(path, opts, Path(tmp)):
-            schema, as_text = _final_schema(sp)
-            tables = list(_part_tables(sp, "", schema, as_text))
-            table = pa.concat_tables(tables) if tables else schema.empty_table()
-            table = table.drop_columns(["dataset"])
+        for sp in _spool_all(path, opts, Path(tmp), ""):
+            table = sp.spool.table().drop_columns(["dataset"])
             out.append(PreparedSplit(sp.source.split, table, sp.content_hash, sp.source.format,
                                      str(sp.source.path.resolve()), llm_rows=sp.llm_rows))
         return out

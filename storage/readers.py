@@ -79,23 +79,45 @@ def where(path: Path, line: int | str) -> str:
     return f"{path}:{line}"
 
 
-def bounded_lines(f: BinaryIO, path: Path, max_bytes: int, digest: ContentHash) -> Iterator[tuple[int, bytes]]:
-    """(line number, line without its newline) for every line; refuses a line over max_bytes while reading it."""
-    lineno = 0
+def _too_long(path: Path, lineno: int, max_bytes: int) -> ValueError:
+    return ValueError(
+        f"{where(path, lineno)}: line is longer than ingest_max_line_bytes={max_bytes} bytes (reading stopped "
+        "there; raise SALIENT_INGEST_MAX_LINE_BYTES if it is meant to be that long); nothing was written")
+
+
+def line_blocks(f: BinaryIO, path: Path, max_bytes: int, digest: ContentHash,
+                chunk_bytes: int = 1 << 22) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines without their newline) per chunk read; a line over max_bytes
+    (a trailing \\r aside) is refused as soon as that many bytes of it have been read."""
+    lineno = 0  # lines yielded so far
+    carry = b""
     while True:
-        line = f.readline(max_bytes + 2)
-        if not line:
-            return
-        lineno += 1
-        digest.update(line)
-        body = line[:-1] if line.endswith(b"\n") else line
-        if body.endswith(b"\r"):
-            body = body[:-1]
-        if len(body) > max_bytes:
-            raise ValueError(
-                f"{where(path, lineno)}: line is longer than ingest_max_line_bytes={max_bytes} bytes (reading stopped "
-                "there; raise SALIENT_INGEST_MAX_LINE_BYTES if it is meant to be that long); nothing was written")
-        yield lineno, body
+        chunk = f.read(chunk_bytes)
+        if not chunk:
+            break
+        digest.update(chunk)
+        lines = (carry + chunk if carry else chunk).split(b"\n")
+        carry = lines.pop()
+        if lines and max(map(len, lines)) > max_bytes:
+            for i, line in enumerate(lines):
+                if len(line) - line.endswith(b"\r") > max_bytes:
+                    raise _too_long(path, lineno + i + 1, max_bytes)
+        if len(carry) > max_bytes + 1:
+            raise _too_long(path, lineno + len(lines) + 1, max_bytes)
+        if lines:
+            yield lineno + 1, lines
+            lineno += len(lines)
+    if carry:
+        if len(carry) - carry.endswith(b"\r") > max_bytes:
+            raise _too_long(path, lineno + 1, max_bytes)
+        yield lineno + 1, [carry]
+
+
+def bounded_lines(f: BinaryIO, path: Path, max_bytes: int, digest: ContentHash) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without its newline) for every line, from line_blocks."""
+    for first, lines in line_blocks(f, path, max_bytes, digest):
+        for i, line in enumerate(lines):
+            yield first + i, line[:-1] if line.endswith(b"\r") else line
 
 
 def _refuse_constant(token: str):
@@ -166,22 +188,27 @@ def json_line_batches(path: Path, max_bytes: int, batch_rows: int,
                       digest: ContentHash) -> Iterator[tuple[list[int], list[bytes]] | list[Record]]:
     """Batches of a JSON Lines file as (line numbers, raw non-blank lines), for a fast Arrow parse with
     the per-line `loads` as the fallback; a JSON array file yields its records (one list) instead."""
-    with open(path, "rb", buffering=1 << 20) as f:
+    with open(path, "rb", buffering=1 << 16) as f:
         digest.begin(path, f)
         if f.peek(4096)[:4096].lstrip()[:1] == b"[":
             yield list(_json_array(f, path, max_bytes, digest))
-        else:
-            numbers: list[int] = []
-            lines: list[bytes] = []
-            for lineno, raw in bounded_lines(f, path, max_bytes, digest):
-                if raw.strip():
-                    numbers.append(lineno)
-                    lines.append(raw)
-                    if len(lines) >= batch_rows:
-                        yield numbers, lines
-                        numbers, lines = [], []
-            if lines:
-                yield numbers, lines
+            digest.end()
+            return
+        numbers: list[int] = []
+        lines: list[bytes] = []
+        for first, block in line_blocks(f, path, max_bytes, digest):
+            if any(not line or line.isspace() for line in block):
+                kept = [(first + i, line) for i, line in enumerate(block) if line and not line.isspace()]
+                numbers += [n for n, _ in kept]
+                lines += [line for _, line in kept]
+            else:
+                numbers += range(first, first + len(block))
+                lines += block
+            while len(lines) >= batch_rows:
+                yield numbers[:batch_rows], lines[:batch_rows]
+                numbers, lines = numbers[batch_rows:], lines[batch_rows:]
+        if lines:
+            yield numbers, lines
         digest.end()
 
 
