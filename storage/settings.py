@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest JSONL/CSV line (bytes) ingest accepts, checked while reading; also the largest JSON-array source."),
     Setting("ingest_batch_rows", 20_000,
             "Rows ingest parses and writes per record batch; ingest memory grows with this, not with the file."),
+    Setting("ingest_duckdb_memory", "256MB",
+            "DuckDB memory_limit of ingest's repeated-id check over the written rows; past it DuckDB spills to the work directory."),
     Setting("dataset_version_chars", 12,
             "Hex characters of the content hash used as a dataset version name."),
 )

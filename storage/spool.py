@@ -3,8 +3,9 @@
 Pass 1 (`SplitSpool.add`): each Batch of mapped records becomes a table in the part's final
 column layout (example_id, input, target, choices, split, dataset, extras..., source_index,
 [llm_rationale, llm_label]) and is written at once, in row groups of parquet_row_group_size, to a
-file in the ingest's private work directory. Per row only a 64-bit id key, a hashed-id flag and
-a location number are kept (17 bytes), to find repeated inputs and ids at the end.
+file in the ingest's private work directory. Per row only a hashed-id flag and a location number
+are kept (9 bytes); repeated ids (a repeated input has a repeated hash id) are found at the end by
+a DuckDB GROUP BY over the written file, under a memory limit and spilling to the work directory.
 
 `finish(target, metadata)`: in the common case (one column layout throughout, no repeated
 inputs or ids, no all-null column) the file gets its footer metadata and is renamed into place:
@@ -23,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .parquet_io import GroupedParquetWriter, fsync_dir, write_parquet_batches_atomic
 from .readers import where
 from .schemas import DATASET_SCHEMA
+from .settings import get_setting
 
 
 def hash_id(*parts: str) -> str:
@@ -70,18 +72,6 @@ class Batch:
         return cls(columns, [int(loc.removeprefix("row ")) for loc, _ in rows])
 
 
-def _key(example_id: str, hashed: bool) -> int:
-    """64-bit key of an id: the hash id's own bits, else Python's hash (stable within this process)."""
-    return int(example_id, 16) if hashed else hash(example_id) & 0xFFFF_FFFF_FFFF_FFFF
-
-
-def _repeated(keys: array) -> set[int]:
-    if not keys:
-        return set()
-    values, counts = np.unique(np.frombuffer(keys, dtype=np.uint64), return_counts=True)
-    return {int(v) for v in values[counts > 1]}
-
-
 class SplitSpool:
     """Pass 1 of one split (see the module docstring)."""
 
@@ -91,14 +81,12 @@ class SplitSpool:
         self.where_prefix, self.row_group_size, self.llm = where_prefix, row_group_size, llm
         self.files: list[Path] = []
         self.rows = 0
-        self.keys = array("Q")
         self.hashed = bytearray()
         self.where = array("q")
         self._writer: GroupedParquetWriter | None = None
 
     def add(self, batch: Batch) -> None:
         table, hashed = self._table(batch)
-        self.keys.extend(_key(eid, h) for eid, h in zip(table.column(0).to_pylist(), hashed))
         self.hashed.extend(hashed)
         self.where.extend(batch.where)
         if self._writer is None or not self._writer.schema.equals(table.schema):
@@ -146,35 +134,44 @@ class SplitSpool:
 
     def finish(self, target: Path, metadata: dict[str, str]) -> None:
         """Write the part to `target` (atomically) with `metadata` in its footer."""
-        repeated_inputs, repeated_ids = self._repeats()
-        schema = self._writer.schema if self._writer is not None else None
-        simple = (len(self.files) == 1 and not repeated_inputs and not repeated_ids
-                  and not any(pa.types.is_null(f.type) for f in schema))
-        if simple:
+        if self._writer is not None:
             self._writer.close(metadata, sync=True)
             self._writer = None
+        repeated = self._repeated_ids()
+        schema = pq.read_schema(self.files[-1])
+        simple = len(self.files) == 1 and not repeated and not any(pa.types.is_null(f.type) for f in schema)
+        if simple:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.files[0], target)
             fsync_dir(target.parent)
             return
-        self.close()
         schema, as_text = self._final_schema()
-        write_parquet_batches_atomic(self._tables(schema, as_text, repeated_inputs, repeated_ids), target, schema,
+        write_parquet_batches_atomic(self._tables(schema, as_text, repeated), target, schema,
                                      row_group_size=self.row_group_size, metadata=metadata)
 
     def table(self) -> pa.Table:
         """The whole split in memory (storage.ingest.prepare, for small sources)."""
         self.close()
-        repeated_inputs, repeated_ids = self._repeats()
         schema, as_text = self._final_schema()
-        tables = list(self._tables(schema, as_text, repeated_inputs, repeated_ids))
+        tables = list(self._tables(schema, as_text, self._repeated_ids()))
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
     # -------------------------------------------------------------- pass 2
-    def _repeats(self) -> tuple[set[int], set[int]]:
-        hashed = np.frombuffer(bytes(self.hashed), dtype=np.uint8).astype(bool) if self.hashed else np.zeros(0, bool)
-        keys = np.frombuffer(self.keys, dtype=np.uint64) if self.keys else np.zeros(0, np.uint64)
-        return _repeated(array("Q", keys[hashed].tobytes())), _repeated(array("Q", keys[~hashed].tobytes()))
+    def _repeated_ids(self) -> set[str]:
+        """example_ids that occur more than once (DuckDB, bounded memory, spilling to the work directory)."""
+        if not self.files:
+            return set()
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET memory_limit = ?", [get_setting("ingest_duckdb_memory")])
+            con.execute("SET temp_directory = ?", [str(self.work / "duckdb.tmp")])
+            con.execute("SET threads = 2")
+            files = [str(f) for f in self.files]
+            rows = con.execute("SELECT example_id FROM read_parquet(?, union_by_name=true) GROUP BY example_id "
+                               "HAVING count(*) > 1", [files]).fetchall()
+        finally:
+            con.close()
+        return {r[0] for r in rows}
 
     def _final_schema(self) -> tuple[pa.Schema, set[str]]:
         kinds: dict[str, list[pa.DataType]] = {}
@@ -193,14 +190,13 @@ class SplitSpool:
             fields.append(pa.field(name, unified))
         return pa.schema(fields), as_text
 
-    def _tables(self, schema: pa.Schema, as_text: set[str], repeated_inputs: set[int],
-                repeated_ids: set[int]) -> Iterator[pa.Table]:
+    def _tables(self, schema: pa.Schema, as_text: set[str], repeated: set[str]) -> Iterator[pa.Table]:
         seen: dict[str, int] = {}
         for f in self.files:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=self.row_group_size):
                 table = pa.Table.from_batches([batch])
-                if repeated_inputs or repeated_ids:
-                    table = self._fix_ids(table, repeated_inputs, repeated_ids, seen)
+                if repeated:
+                    table = self._fix_ids(table, repeated, seen)
                 n = table.num_rows
                 columns = []
                 for fld in schema:
@@ -213,18 +209,18 @@ class SplitSpool:
                         columns.append(table.column(fld.name).cast(fld.type))
                 yield pa.Table.from_arrays(columns, schema=schema)
 
-    def _fix_ids(self, table: pa.Table, repeated_inputs: set[int], repeated_ids: set[int],
-                 seen: dict[str, int]) -> pa.Table:
+    def _fix_ids(self, table: pa.Table, repeated: set[str], seen: dict[str, int]) -> pa.Table:
+        """Positional ids for repeated inputs; a repeated source id is refused, naming both lines."""
         ids = table.column("example_id").to_pylist()
         inputs = table.column("input").to_pylist()
         index = table.column("source_index").to_pylist()
         for i, eid in enumerate(ids):
+            if eid not in repeated:
+                continue
             row = index[i]
-            hashed = bool(self.hashed[row])
-            key = _key(eid, hashed)
-            if hashed and key in repeated_inputs:
+            if self.hashed[row]:
                 ids[i] = hash_id(self.split, str(row), inputs[i])
-            elif not hashed and key in repeated_ids:
+            else:
                 if eid in seen:
                     raise ValueError(
                         f"{self._where(row)}: example id {eid!r} already used at {self._where(seen[eid])}; ids must be "
