@@ -214,3 +214,19 @@ def test_names_are_checked_with_a_full_match(catalog, tmp_path, name):
     with pytest.raises(ValueError, match="invalid split name"):
         IngestOptions(split="train\n")
     assert catalog.datasets() == []
+
+
+def test_cli_refuses_templates_and_coerces_on_request(tmp_path, capsys):
+    from api.cli import EXIT_USAGE, main
+
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps({"input": 12345, "q": "x"}) + "\n")
+    store = str(tmp_path / "store")
+    assert main(["--store", store, "datasets", "add", "c", str(src), "--input-template", "{q.__class__}"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "{q.__class__} is not allowed; only plain {field} substitution" in err
+    assert main(["--store", store, "datasets", "add", "c", str(src)]) == EXIT_USAGE
+    assert "c.jsonl:1: field 'input' is an integer (12345), expected a string" in capsys.readouterr().err
+    assert main(["--store", store, "datasets", "add", "c", str(src), "--coerce"]) == 0
+    assert main(["--store", store, "sql", "SELECT input FROM examples", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "12345"
