@@ -97,16 +97,18 @@ class SplitSpool:
         self._writer.write(table)
         self.rows += table.num_rows
 
-    def _table(self, batch: Batch) -> tuple[pa.Table, list[bool]]:
+    def _table(self, batch: Batch) -> tuple[pa.Table, list[bool] | bytes]:
         cols, n, start = batch.columns, len(batch.where), self.rows
         given = cols["example_id"]
-        ids = given.to_pylist() if given is not None else [None] * n
-        hashed = [i is None for i in ids]
-        if any(hashed):
+        if given is not None and given.null_count == 0:  # every record has its id: no Python per row
+            id_array, hashed = given, bytes(n)
+        else:
+            ids = given.to_pylist() if given is not None else [None] * n
+            hashed = [i is None for i in ids]
             inputs = cols["input"].to_pylist()
-            ids = [hash_id(inputs[k]) if h else ids[k] for k, h in enumerate(hashed)]
+            id_array = pa.array([hash_id(inputs[k]) if h else ids[k] for k, h in enumerate(hashed)], pa.string())
         arrays = [
-            pa.array(ids, pa.string()),
+            id_array,
             cols["input"],
             cols["target"] if cols["target"] is not None else pa.nulls(n, pa.string()),
             cols["choices"] if cols["choices"] is not None else pa.nulls(n, pa.list_(pa.string())),
