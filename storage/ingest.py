@@ -112,7 +112,8 @@ class SplitSource:
     format: str
     path: Path
     batches: Callable[[ContentHash], Iterator[Batch]]
-    llm: Callable[[ContentHash], list[tuple[str, str | None]] | None] = lambda digest: None
+    llm: Callable[[], tuple[list[tuple[str, str | None]] | None, list[bytes]]] = lambda: (None, [])
+    """DSS: the parsed PaLM outputs (rationale, label) and the raw files' bytes for the version hash."""
 
 
 @dataclass
@@ -187,18 +188,19 @@ def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSo
             for chunk in _chunks(rows(digest), get_setting("ingest_batch_rows")):
                 yield Batch.of_rows(chunk)
 
-        def llm(digest, split=split):
+        def llm(split=split):
             llm_files = fmt.llm_files(directory, split) if opts.llm else []
             if not llm_files:
-                return None
+                return None, []
             outputs: list[str] = []
+            blobs: list[bytes] = []
             for lf in llm_files:
                 with open(lf, "rb") as f:
                     blob = f.read(max_bytes + 1)
                 if len(blob) > max_bytes:
                     raise ValueError(f"{lf}: over ingest_max_line_bytes={max_bytes} bytes; pass --no-llm or raise "
                                      "SALIENT_INGEST_MAX_LINE_BYTES")
-                digest.add(blob)
+                blobs.append(blob)
                 try:
                     items = loads(blob)
                 except ValueError as exc:
@@ -207,7 +209,7 @@ def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSo
                 if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
                     raise ValueError(f"{lf}: expected a JSON list of strings; fix the file or pass --no-llm")
                 outputs.extend(items)
-            return [fmt.parse_llm(o) for o in outputs]
+            return [fmt.parse_llm(o) for o in outputs], blobs
 
         sources.append(SplitSource(split, fmt_name, file, batches, llm))
     return sources
@@ -295,14 +297,13 @@ def _generic_batches(path: Path, fmt: str, opts: IngestOptions, digest: ContentH
 # ------------------------------------------------------------------ pass 1: read, validate, spool
 def _spool(source: SplitSource, opts: IngestOptions, work: Path, dataset: str) -> Spooled:
     digest = ContentHash(opts.described() | {"format": source.format, "split": source.split})
-    llm_outputs = _LLMPreload(source)  # read first so that batches carry them; hashed after the rows
-    llm = llm_outputs.outputs
+    llm, llm_blobs = source.llm()  # read first so that batches carry them; hashed after the rows
     spool = SplitSpool(work, source.split, dataset, source.path, "row " if source.format == "parquet" else "",
                        get_setting("parquet_row_group_size"), llm)
     try:
         for batch in source.batches(digest):
             spool.add(batch)
-        for blob in llm_outputs.blobs:  # the PaLM files are hashed after the split's file, as they always were
+        for blob in llm_blobs:  # the PaLM files are hashed after the split's file, as they always were
             digest.add(blob)
         if llm is not None and len(llm) != spool.rows:
             raise ValueError(
@@ -312,23 +313,6 @@ def _spool(source: SplitSource, opts: IngestOptions, work: Path, dataset: str) -
         spool.close()
         raise
     return Spooled(source, spool, digest.hexdigest(), llm_rows=len(llm or ()))
-
-
-class _LLMPreload:
-    """The PaLM outputs of a DSS split, read (bounded) before its rows so batches can carry them."""
-
-    def __init__(self, source: SplitSource):
-        collector = _BlobCollector()
-        self.outputs = source.llm(collector)
-        self.blobs = collector.blobs
-
-
-class _BlobCollector:
-    def __init__(self):
-        self.blobs: list[bytes] = []
-
-    def add(self, data: bytes) -> None:
-        self.blobs.append(data)
 
 
 # ------------------------------------------------------------------ writing
