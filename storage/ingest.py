@@ -23,12 +23,12 @@ take a string or an integer; anything else (floats, lists, objects, booleans) is
 the line and the field unless `coerce=True` (`--coerce`) stores it as text. NaN and infinities are
 refused everywhere (storage.readers).
 
-Memory does not grow with the file. Pass 1 streams the source (storage.readers: bounded lines,
-Parquet record batches) in batches of `ingest_batch_rows`, validates every record, hashes the
-bytes for the version and spools the rows to Parquet in a private `<store>/.ingest-*` directory,
-keeping only 8 bytes per row (a 64-bit key of its id) to find repeated inputs and ids. Pass 2
-streams the spool into the final part (`storage.parquet_io.write_parquet_batches_atomic`), fixing
-the ids of repeated inputs, unifying column types across batches and adding `dataset`.
+Memory does not grow with the file. The source streams (storage.readers: bounded block reads,
+Parquet record batches) in batches of `ingest_batch_rows`; JSON Lines and Parquet batches are
+mapped by Arrow (GenericMapper.columns) with a per-record fallback that names the bad line, CSV and
+the DSS files per record. Every batch is validated, hashed for the version and written at once in
+the part's final layout (storage.spool.SplitSpool); at the end the file gets its footer and is
+renamed into place, or is rewritten once when ids repeat or column types changed between batches.
 
 Versions: version = the first `dataset_version_chars` hex characters of sha256(ingest options +
 split + the bytes of every file read). Parts land at `<store>/datasets/<name>/<version>/part-00000.parquet`
