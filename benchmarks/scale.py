@@ -118,7 +118,7 @@ def section_ingest(ctx: Context) -> list[dict]:
     proc.stdout.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"the ingest child failed (status {status}); run it by hand to see why")
-    rows, version, inner, peak_kib = out.split()
+    rows, version, inner, peak_kib = out.strip().splitlines()[-1].split()
     ctx.ingested_rows = int(rows)
     peak = int(peak_kib) * 1024
     part = next((ctx.store / "datasets" / "scale").rglob("part-*.parquet"))

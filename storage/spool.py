@@ -168,6 +168,7 @@ class SplitSpool:
             con.execute("SET memory_limit = ?", [get_setting("ingest_duckdb_memory")])
             con.execute("SET temp_directory = ?", [str(self.work / "duckdb.tmp")])
             con.execute("SET threads = 2")
+            con.execute("SET enable_progress_bar = false")
             files = [str(f) for f in self.files]
             rows = con.execute("SELECT example_id FROM read_parquet(?, union_by_name=true) GROUP BY example_id "
                                "HAVING count(*) > 1", [files]).fetchall()

@@ -211,6 +211,7 @@ def lock_down(con: duckdb.DuckDBPyConnection, root: str, *, memory_limit: str | 
     con.execute("SET python_enable_replacements = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_progress_bar = false")
     if memory_limit is not None:
         con.execute(f"SET memory_limit = '{_memory(memory_limit)}'")
     if threads is not None:

@@ -171,8 +171,12 @@ def _watch_parent(parent: int) -> None:
 
 def _serve(data_limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but answers on the channel
+    inp = sys.stdin.buffer
+    # The channel is a private copy of fd 1; fd 1 itself now goes to stderr, so nothing written to
+    # stdout from C (a DuckDB progress bar, say) can corrupt the answers.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which kills us
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
 
