@@ -36,3 +36,33 @@ def test_command_parses_with_salients_parser(where, argv):
     except SystemExit:
         pytest.fail(f"{where}: `salient {' '.join(argv)}` does not parse:\n{err.getvalue()}")
     assert callable(args.func)
+
+
+@pytest.mark.parametrize("address", ["", "ray://ray-head:10001"])
+def test_join_ray_execs_the_command_when_there_is_no_node_to_join(address, tmp_path):
+    """deploy/docker/join-ray.sh runs `ray start` only for a GCS address; otherwise it only execs.
+    (PATH holds no `ray` here, so a `ray start` attempt would fail the script.)"""
+    import os
+    import subprocess
+
+    from compose_stack import REPO
+
+    script = REPO / "deploy" / "docker" / "join-ray.sh"
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "RAY_ADDRESS": address, "HOME": os.environ.get("HOME", "/tmp")}
+    out = subprocess.run(["sh", str(script), "echo", "exec", "ok"], env=env, capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, "exec ok\n"), out.stderr
+
+
+def test_join_ray_starts_a_zero_resource_node_for_a_gcs_address():
+    """With RAY_ADDRESS=host:port the script must reach `ray start`; with no `ray` on PATH that fails
+    loudly (set -e) and the command is never run."""
+    import subprocess
+
+    from compose_stack import REPO
+
+    script = REPO / "deploy" / "docker" / "join-ray.sh"
+    out = subprocess.run(["sh", str(script), "echo", "should-not-run"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "RAY_ADDRESS": "ray-head:6379"})
+    assert out.returncode != 0 and "should-not-run" not in out.stdout
+    assert "--num-cpus=0 --num-gpus=0" in script.read_text()
