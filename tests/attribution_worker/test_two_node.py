@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,31 +35,10 @@ import pytest
 from test_jobs import make_rows, register
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
-from compose_stack import compose_environment, is_reference  # noqa: E402
+from compose_stack import service_env  # noqa: E402
 
 ray = pytest.importorskip("ray")
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
-# compose settings that the service reads and `salient attribute` does not
-SERVICE_ONLY = {"SALIENT_API_TOKENS"}
-
-
-def compose_env(service: str, *, address: str, token: str, volume: Path) -> dict[str, str]:
-    """docker-compose.yml's environment of `service` with this test's values for its references:
-    RAY_ADDRESS -> this cluster, RAY_AUTH_TOKEN -> a generated token, SALIENT_STORE -> the same path
-    under `volume` (compose mounts the store volume at /data); literal values are taken as they are."""
-    env = {}
-    for name, value in compose_environment(service).items():
-        if name == "RAY_ADDRESS":
-            env[name] = address
-        elif name == "RAY_AUTH_TOKEN":
-            env[name] = token
-        elif name == "SALIENT_STORE":
-            env[name] = str(volume / PurePosixPath(value).relative_to("/"))
-        elif not is_reference(value):
-            env[name] = value
-        elif name not in SERVICE_ONLY:
-            raise AssertionError(f"docker-compose.yml gives {service} {name}={value}: decide its value in this test")
-    return env
 
 
 def _free_ports(n: int) -> list[int]:
@@ -91,7 +70,7 @@ def two_nodes(monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     token = secrets.token_hex(32)
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "SALIENT_STORE")}
-    env = {**base, **compose_env("ray-head", address="", token=token, volume=tmp_path)}
+    env = {**base, **service_env("ray-head", volume=tmp_path, given={"RAY_AUTH_TOKEN": token})}
     assert env["RAY_AUTH_MODE"] == "token"  # deploy keeps Ray token auth on; so does this test
     temp = tempfile.mkdtemp(prefix="rt2n-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs, *agent = _free_ports(7)
@@ -116,7 +95,8 @@ def two_nodes(monkeypatch, tmp_path):
             return len(nodes) == 2
 
         _wait_for(two_alive, 120, "the second node", temp, procs)
-        driver = {**base, **compose_env("api", address=address, token=token, volume=tmp_path)}
+        driver = {**base, **service_env("api", volume=tmp_path, given={"RAY_ADDRESS": address, "RAY_AUTH_TOKEN": token},
+                                        skip=("SALIENT_API_TOKENS",))}  # the driver is `salient attribute`, not the service
         yield {"address": address, "nodes": list(nodes), "env": driver, "store_root": Path(driver["SALIENT_STORE"])}
     finally:
         for p in reversed(procs):

@@ -155,3 +155,30 @@ def salient_commands(env: dict[str, str]) -> list[tuple[str, list[str]]]:
         if argv and argv[0] == "salient":
             out.append((where, argv[1:]))
     return out
+
+
+def service_env(service: str, *, volume: Path, given: dict[str, str], skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment docker-compose.yml gives `service`, as a test on this machine runs it.
+
+    A name in `given` takes that value (e.g. RAY_ADDRESS -> this test's head, RAY_AUTH_TOKEN -> a
+    generated token); SALIENT_STORE keeps its compose path re-rooted under `volume` (compose mounts the
+    store volume at /data: `<volume>/data/salient`); other literal values are kept as they are; names
+    in `skip` are left out (settings the process under test does not read). Any other ${VAR} value is
+    an error, so a variable added to the compose file must be decided here too.
+    """
+    env = {}
+    for name, value in compose_environment(service).items():
+        if name in given:
+            env[name] = given[name]
+        elif name == "SALIENT_STORE":
+            env[name] = str(volume / Path(value).relative_to("/"))
+        elif name in skip:
+            continue
+        elif not is_reference(value):
+            env[name] = value
+        else:
+            raise AssertionError(f"docker-compose.yml gives {service} {name}={value}: give it a value in the test")
+    missing = set(given) - set(env)
+    if missing:
+        raise AssertionError(f"docker-compose.yml does not give {service} {sorted(missing)}")
+    return env
