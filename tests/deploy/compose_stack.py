@@ -124,7 +124,7 @@ def _k8s_argvs(node, where: str):
             yield where + "/" + node.get("name", "?"), list(node.get("command", [])) + list(node.get("args", []))
         if isinstance(node.get("entrypoint"), str):
             yield where + "/entrypoint", shlex.split(node["entrypoint"])
-        for k, v in node.items():
+        for v in node.values():
             yield from _k8s_argvs(v, where)
     elif isinstance(node, list):
         for v in node:

@@ -19,10 +19,18 @@ def test_every_deploy_file_runs_something_and_the_salient_ones_are_found():
     wheres = {w.split(":")[0] for w, _ in all_argvs(ENV)}
     assert {"Dockerfile", "docker-compose.yml", "deploy/k8s/api.yaml", "deploy/k8s/retrain-cronjob.yaml",
             "deploy/k8s/rayjob-attribute.yaml"} <= wheres
-    subcommands = {next(a for a in argv if not a.startswith("-") and a != "/data/salient") for _, argv in COMMANDS}
+    subcommands = {_subcommand(argv) for _, argv in COMMANDS}
     # the API (image, compose, k8s), the scheduler, the nightly retrain and the RayJob's attribution
     assert {"serve", "schedule", "retrain", "attribute"} <= subcommands, subcommands
     assert len(COMMANDS) >= 7, COMMANDS
+
+
+def _subcommand(argv: list[str]) -> str:
+    """The subcommand of `salient` argv (after the global options, each `--flag VALUE`)."""
+    i = 0
+    while argv[i].startswith("--"):
+        i += 2
+    return argv[i]
 
 
 @pytest.mark.parametrize("where,argv", COMMANDS, ids=[w for w, _ in COMMANDS])
