@@ -43,12 +43,9 @@ class _TeacherActor:
 
     def attribute_shard(self, rows: list[dict], *, dataset: str, split: str | None, job_id: str, shard_index: int):
         """rows: dataset rows (example_id, input, target, choices, split) -> a RATIONALE_SCHEMA pyarrow.Table."""
-        from storage import rationale_table
+        from .shard import attribute_shard
 
-        out = self.engine.attribute(rows)
-        for row, ex in zip(out, rows):
-            row["split"] = ex.get("split") or split or "train"
-        return rationale_table(out, dataset=dataset, split=split or "train", job_id=job_id, shard_index=shard_index)
+        return attribute_shard(self.engine, rows, dataset=dataset, split=split, job_id=job_id, shard_index=shard_index)
 
 
 # max_restarts=0: the job runner restarts a dead actor itself, so it knows which shards to retry.

@@ -160,6 +160,17 @@ class HFTeacher:
         tok_logp = torch.log_softmax(logits, -1).gather(2, ans_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (tok_logp * ans_mask.to(tok_logp.dtype)).sum(1)
 
+    def class_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Classifier teachers: log_softmax over the labels, [B, n_labels] float32 (no grad)."""
+        with torch.no_grad(), self.autocast():
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
+        return torch.log_softmax(logits.float(), -1)
+
+    def labels(self) -> list[str]:
+        """Classifier teachers: the label names in id order."""
+        id2label = self.model.config.id2label or {}
+        return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(self.model.config.num_labels)]
+
     def answer_tensors(self, answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad(answers, self.pad_id, "right", self.device)
 

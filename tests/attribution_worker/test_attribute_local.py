@@ -31,7 +31,7 @@ def test_attribute_local_commits_shards_and_resumes(tmp_path, tiny_teachers, mak
     with Catalog.open(store) as cat:
         job = cat.get_job(summary["job_id"])
         assert job["status"] == "succeeded" and job["shards_done"] == 3
-        assert job["spec"]["template"] == "cqa" and job["spec"]["method"] == "occlusion"  # template from the format
+        assert job["spec"]["engine"]["template"] is None and job["spec"]["engine"]["method"] == "occlusion"  # template from the format
         got = cat.query("SELECT example_id, split, method, len(rationale) AS k, error, comprehensiveness "
                         "FROM rationales ORDER BY example_id")
         assert [g["example_id"] for g in got] == sorted(r["example_id"] for r in rows)

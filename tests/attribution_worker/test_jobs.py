@@ -225,7 +225,7 @@ def test_resume_with_a_different_spec_is_refused(ray_local, catalog, teacher, ma
 
     register(catalog, make_rows(10, make_examples))
     prepare_job(catalog, spec_for(teacher), job_id="j1")
-    with pytest.raises(ValueError, match="different k"):
+    with pytest.raises(ValueError, match=r"different engine \(engine.k=5\)"):
         prepare_job(catalog, spec_for(teacher, k=3), job_id="j1")
     _, spec, _ = prepare_job(catalog, spec_for(teacher, actors=1), job_id="j1")  # runtime fields may change
     assert spec.actors == 1
@@ -246,7 +246,7 @@ def test_a_new_dataset_version_gets_a_new_job_and_refuses_resume(catalog, teache
                                   rows=len(changed), format="jsonl", source="test", content_hash="h-toy-2")
     new_job, new_spec, _ = prepare_job(catalog, spec_for(teacher))
     assert new_job["job_id"] != job["job_id"] and new_spec.dataset_versions == ["test:v2"]
-    with pytest.raises(ValueError, match="dataset_versions"):
+    with pytest.raises(ValueError, match=r"changed since job .*omit --job-id / --resume"):
         prepare_job(catalog, spec_for(teacher), job_id=job["job_id"])
     with pytest.raises(ValueError, match="changed since job"):
         prepare_job(catalog, load_spec(catalog, job["job_id"]), job_id=job["job_id"])
@@ -270,5 +270,34 @@ def test_cli_attribute_runs_a_job_and_resumes_by_id(ray_local, catalog, teacher,
     with Catalog.open(store) as cat:
         assert_one_row_per_input(cat, "cli-job", rows)
         job = cat.get_job("cli-job")
-        assert job["spec"]["template"] is None and job["spec"]["k"] == 3
+        assert job["spec"]["engine"]["template"] is None and job["spec"]["engine"]["k"] == 3
         assert {r["n"] for r in cat.query("SELECT len(rationale) AS n FROM rationales WHERE error IS NULL")} == {3}
+
+
+def test_attribute_and_attribute_local_write_identical_rows(ray_local, catalog, teacher, make_examples):
+    """One spec, two executors: the same rows (except job_id / created_at), the same default job id."""
+    from attribution_worker.jobs import job_id_for, run_job
+    from attribution_worker.local import run_local
+
+    rows = make_rows(40, make_examples)
+    rows[5]["input"] = " "  # an error row too
+    register(catalog, rows, fmt="cqa")
+    spec = spec_for(teacher, shard_size=15, actors=1, method="integrated_gradients", k=3, n_steps=4)
+    local = run_local(catalog, spec, job_id="via-local")
+    remote = run_job(catalog, spec, job_id="via-ray")
+    assert local["shards"] == remote["shards"] == 3
+    cols = "* EXCLUDE (job_id, job, created_at)"  # job: the hive partition column of the shard path
+    a = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'via-local' ORDER BY example_id")
+    b = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'via-ray' ORDER BY example_id")
+    assert len(a) == len(b) == 40
+    for x, y in zip(a, b):  # equal; floats to rounding (the actor runs torch on 1 thread, this process on more)
+        for col in x:
+            if isinstance(x[col], float) or (isinstance(x[col], list) and x[col] and isinstance(x[col][0], float)):
+                np.testing.assert_allclose(x[col], y[col], rtol=1e-4, atol=1e-6, err_msg=col)
+            else:
+                assert x[col] == y[col], col
+    assert sum(r["error"] is not None for r in a) == 1
+    assert catalog.get_job("via-local")["spec"] == catalog.get_job("via-ray")["spec"]
+    default = run_local(catalog, spec.model_copy(update={"shard_size": 40}))
+    assert default["job_id"] == job_id_for(catalog, spec.model_copy(update={"shard_size": 40}))
+    assert default["job_id"].startswith("job-toy-")
