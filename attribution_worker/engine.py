@@ -118,6 +118,18 @@ class AttributionEngine:
             if ex.get("target") in (None, ""):
                 raise ValueError("target=gold but the row has no target")
             gold = self.teacher.answer_ids(str(ex["target"]), input_text)
+        if self.teacher.kind == "causal":  # the answer is appended to the prompt: both share the positions
+            if gold is not None:
+                longest, what = len(gold), "the gold answer is"
+            elif self.config.score_choices and ex.get("choices"):
+                longest = max(len(self.teacher.answer_ids(str(c), input_text)) for c in ex["choices"])
+                what = "the longest choice is"
+            else:
+                longest, what = self.config.max_new_tokens, "the answer may be (--max-new-tokens)"
+            if len(ids) + longest > limit:
+                raise ValueError(f"prompt is {len(ids)} tokens and {what} {longest}; the decoder-only teacher reads "
+                                 f"at most {limit} tokens of prompt plus answer (shorten the input, lower "
+                                 "--max-new-tokens or set --max-input-tokens)")
         return _Prepared(index, ex, input_text, start, end, ids, units, gold)
 
     def _answers(self, group: list[_Prepared], ids, mask) -> "_Answers":
@@ -160,7 +172,7 @@ class AttributionEngine:
         if to_generate:
             sub = torch.tensor(to_generate, device=ids.device)
             generated = teacher.generate(ids.index_select(0, sub), mask.index_select(0, sub), cfg.max_new_tokens)
-            for r, ans in zip(to_generate, generated):
+            for r, ans in zip(to_generate, generated):  # exactly the generated tokens are explained
                 out.ids[r], out.texts[r] = ans, teacher.decode(ans)
         return out
 

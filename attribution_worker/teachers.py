@@ -116,10 +116,12 @@ class HFTeacher:
         return ids + ([self.eos_id] if self.eos_id is not None else [])
 
     def decode(self, ids: list[int]) -> str:
+        """Answer text; an answer made only of special tokens (e.g. pad) is shown with them, never as ''."""
         if self.kind == "classifier":
             id2label = self.model.config.id2label or {}
             return str(id2label.get(ids[0], id2label.get(str(ids[0]), ids[0])))
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return text or self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
     # ------------------------------------------------------------------ tensors
     def autocast(self):
@@ -175,7 +177,10 @@ class HFTeacher:
         return pad(answers, self.pad_id, "right", self.device)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
-        """The teacher's greedy answer per row, as token ids (closing eos kept when produced)."""
+        """The teacher's greedy answer per row: exactly the generated token ids, up to and including the
+        first eos (what follows it in a batch is fill). A teacher that greedily emits its pad token
+        (a seq2seq model whose pad id is also the decoder start) keeps those ids: their log p is
+        what is explained, and `decode` shows them."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         with torch.no_grad(), self.autocast():
             if self.kind == "classifier":
@@ -193,9 +198,7 @@ class HFTeacher:
                 ids.append(t)
                 if t == self.eos_id:
                     break
-            while ids and ids[-1] == self.pad_id and self.pad_id != self.eos_id:
-                ids.pop()
-            answers.append(ids or ([self.eos_id] if self.eos_id is not None else [self.pad_id]))
+            answers.append(ids)  # pad ids before eos / the length limit were generated: they stay
         return answers
 
 
