@@ -38,6 +38,12 @@ class _TeacherActor:
 
         return time.process_time()
 
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of this actor process (MB): for the bounded-memory benchmark."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 

@@ -37,7 +37,7 @@ from .config import AttributionConfig  # noqa: F401  (re-exported: engine.Attrib
 from .faithfulness import FAITHFULNESS_COLUMNS, faithfulness, gold_overlap
 from .constants import GRADIENT_METHODS, IG_DEFAULTS
 from .methods import gradient_scores, occlusion_scores, score_sequences
-from .teachers import load_teacher
+from .teachers import Teacher, load_teacher, pack_choices
 from .templates import Template, resolve_template
 from .units import Units, aggregate, top_k, word_units
 
@@ -64,7 +64,7 @@ def _norm(text: str | None) -> str:
 class AttributionEngine:
     """Loads the teacher once; `attribute(examples)` returns rationale rows (see module docstring)."""
 
-    def __init__(self, config: AttributionConfig, teacher=None):
+    def __init__(self, config: AttributionConfig, teacher: Teacher | None = None):
         self.config = config
         self.template: Template = resolve_template(config.template or "generic")
         self.teacher = teacher or load_teacher(
@@ -114,10 +114,24 @@ class AttributionEngine:
         if not units.words:
             raise ValueError("input has no attributable words")
         gold = None
+        if self.teacher.kind == "multiple_choice":
+            choices = ex.get("choices")
+            if not choices:
+                raise ValueError("a multiple-choice teacher needs the row's choices; this row has none")
+            longest = max(len(self.teacher.choice_ids(str(c))) for c in choices) + 1  # + [SEP]
+            if len(ids) + longest > limit:
+                raise ValueError(f"question is {len(ids)} tokens and the longest choice {longest}; the teacher reads "
+                                 f"at most {limit} per (question, choice) pair (shorten the input or the choices)")
         if self.config.target == "gold":
             if ex.get("target") in (None, ""):
                 raise ValueError("target=gold but the row has no target")
-            gold = self.teacher.answer_ids(str(ex["target"]), input_text)
+            if self.teacher.kind == "multiple_choice":
+                norm = [_norm(c) for c in ex["choices"]]
+                if _norm(ex["target"]) not in norm:
+                    raise ValueError(f"target {ex['target']!r} is not one of the row's choices {ex['choices']}")
+                gold = [norm.index(_norm(ex["target"]))]  # the choice index
+            else:
+                gold = self.teacher.answer_ids(str(ex["target"]), input_text)
         if self.teacher.kind == "causal":  # the answer is appended to the prompt: both share the positions
             if gold is not None:
                 longest, what = len(gold), "the gold answer is"
@@ -138,6 +152,17 @@ class AttributionEngine:
         cfg, teacher = self.config, self.teacher
         n = len(group)
         out = _Answers([None] * n, [None] * n, np.full(n, np.nan), [None] * n, [None] * n)
+        if teacher.kind == "multiple_choice":  # one forward scores every (question, choice) pair
+            choice_ids = [[teacher.choice_ids(str(c)) for c in p.example["choices"]] for p in group]
+            choice_lp = teacher.choice_logprobs(ids, mask, choice_ids).double().cpu().numpy()
+            for r, p in enumerate(group):
+                lp = choice_lp[r, : len(choice_ids[r])]
+                chosen = p.gold[0] if p.gold is not None else int(lp.argmax())
+                out.ids[r] = pack_choices(chosen, choice_ids[r])
+                out.texts[r] = str(p.example["choices"][chosen])
+                out.logp[r] = lp[chosen]
+                out.choices[r], out.probs[r] = [str(c) for c in p.example["choices"]], _softmax(lp)
+            return out
         for r, p in enumerate(group):
             if p.gold is not None:
                 out.ids[r], out.texts[r] = p.gold, str(p.example["target"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from attribution_worker.engine import AttributionConfig, AttributionEngine
+from attribution_worker.methods import score_sequences
+from attribution_worker.teachers import Teacher
 from attribution_worker.templates import TEMPLATES, resolve_template, template_for_format
 from attribution_worker.units import aggregate, top_k, word_units
 from storage.schemas import PROVENANCE_COLUMNS, RATIONALE_COLUMNS, rationale_table
@@ -36,9 +38,13 @@ def test_choices_gold_and_teacher_answers(tiny_teachers, make_examples):
     rows = make_examples(4)
     teacher = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], template="cqa", max_new_tokens=3))
     out = teacher.attribute(rows)
+    assert isinstance(teacher.teacher, Teacher)  # HFTeacher is the Teacher seam the engine codes against
+    t = teacher.teacher
     for row, ex in zip(out, rows):
-        if ex["choices"]:
-            assert row["teacher_output"] in ex["choices"]  # the best-scoring choice is explained
+        if ex["choices"]:  # the best-scoring choice is explained: checked against an independent scoring
+            p = teacher._prepare(0, ex)
+            lp = score_sequences(t, [p.ids] * len(ex["choices"]), [t.answer_ids(c, p.input_text) for c in ex["choices"]], 10**6)
+            assert row["teacher_output"] == ex["choices"][int(lp.argmax())]
         assert row["teacher_correct"] == (row["teacher_output"].lower() == ex["target"].lower())
     gold = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], template="cqa", target="gold"))
     for row, ex in zip(gold.attribute(rows), rows):
@@ -122,3 +128,13 @@ def test_cuda_bf16_autocast_agrees_with_cpu_fp32(tiny_teachers, make_examples):
     assert overlap >= 0.7, overlap
     for x, y in zip(a, b):
         assert y["teacher_logprob"] == pytest.approx(x["teacher_logprob"], rel=0.05, abs=0.05)
+
+
+def test_tokens_of_is_one_pass_per_row():
+    from attribution_worker.units import Units
+
+    n = 20_000  # words x tokens would be 4e8 steps; one pass is 4e4
+    units = Units(words=[f"w{i}" for i in range(n)], spans=[(i, i + 1) for i in range(n)],
+                  token_unit=[-1] + [i // 2 for i in range(2 * n)] + [-1])
+    assert units.tokens_of(0) == [1, 2] and units.tokens_of(n - 1) == [2 * n - 1, 2 * n]
+    assert sum(len(units.tokens_of(w)) for w in range(n)) == 2 * n

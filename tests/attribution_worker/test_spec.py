@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import pyarrow as pa
 import pytest
+from aw_helpers import ingest_rows
 
 from api.cli import main
 from attribution_worker.config import AttributionConfig
 from attribution_worker.spec import JobSpec, add_spec_arguments, cli_fields, spec_fields_from_args
-from storage import DATASET_SCHEMA, Catalog, Store, write_parquet_atomic
+from storage import Catalog, Store
 
 
 def test_flat_and_nested_specs_are_the_same_and_old_rows_load():
@@ -72,23 +72,20 @@ def test_settings_registry_is_one(monkeypatch):
         job_setting("shard_size")
 
 
-def _ingest(store, rows, version):
+def _ingest(store, rows):
     with Catalog.open(store) as cat:
-        path = store.dataset_part("toy", version, 0)
-        write_parquet_atomic(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), path)
-        cat.register_dataset_part(name="toy", version=version, split="test", path=store.relative(path),
-                                  rows=len(rows), format="cqa", source="test", content_hash="h-" + version)
+        ingest_rows(cat, rows)
 
 
 def test_attribute_local_resume_over_reingested_data_is_refused(tmp_path, tiny_teachers, make_examples, capsys):
     rows = [{k: r[k] for k in ("example_id", "input", "target", "choices", "split")} for r in make_examples(4)]
     store = Store.open(tmp_path / "store")
-    _ingest(store, rows, "v1")
+    _ingest(store, rows)
     argv = ["--store", str(store.root), "attribute-local", "--dataset", "toy", "--teacher", tiny_teachers["seq2seq"],
             "--k", "2", "--max-new-tokens", "2", "--shard-size", "2"]
     assert main(argv) == 0
     job_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["job_id"]
-    _ingest(store, [dict(r, input=r["input"] + " again") for r in rows], "v2")  # re-ingested: new content
+    _ingest(store, [dict(r, input=r["input"] + " again") for r in rows])  # re-ingested: new content
     code = main(["--store", str(store.root), "attribute-local", "--resume", job_id])
     err = capsys.readouterr().err
     assert code == 2 and f"changed since job {job_id}" in err and "start a new job" in err
@@ -96,3 +93,12 @@ def test_attribute_local_resume_over_reingested_data_is_refused(tmp_path, tiny_t
     assert "drop --k" in capsys.readouterr().err
     assert main(argv) == 0  # the same command over the new data: a new job
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["job_id"] != job_id
+
+
+def test_every_engine_option_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "attribution.md").read_text()
+    table = doc.split("## Config (`AttributionConfig`", 1)[1].split("\n## ", 1)[0]
+    for name, info in AttributionConfig.model_fields.items():
+        assert f"| `{name}` |" in table and info.description in table, name
