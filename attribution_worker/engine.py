@@ -70,6 +70,14 @@ class AttributionEngine:
         self.teacher = teacher or load_teacher(
             config.teacher, device=config.device, dtype=config.dtype, max_input_tokens=config.max_input_tokens)
         self.teacher_name = config.teacher
+        self.answerer = None
+        if config.answers == "vllm":
+            if self.teacher.kind != "causal":
+                raise ValueError(f"--answers vllm: vLLM generates for decoder-only teachers; {config.teacher} is "
+                                 f"{self.teacher.kind}: use --answers torch")
+            from .vllm_answers import VLLMAnswers
+
+            self.answerer = VLLMAnswers(config.teacher, max_new_tokens=config.max_new_tokens, eos_id=self.teacher.eos_id)
         default_baseline, default_steps = IG_DEFAULTS[self.teacher.kind]
         self.ig_baseline = default_baseline if config.baseline == "auto" else config.baseline
         self.ig_steps = config.n_steps or default_steps
@@ -195,8 +203,11 @@ class AttributionEngine:
                     out.logp[r] = lp[best]  # no second forward for occlusion / faithfulness
         to_generate = [r for r in range(n) if out.ids[r] is None]
         if to_generate:
-            sub = torch.tensor(to_generate, device=ids.device)
-            generated = teacher.generate(ids.index_select(0, sub), mask.index_select(0, sub), cfg.max_new_tokens)
+            if self.answerer is not None:  # vLLM on the same prompt token ids
+                generated = self.answerer.generate([group[r].ids for r in to_generate])
+            else:
+                sub = torch.tensor(to_generate, device=ids.device)
+                generated = teacher.generate(ids.index_select(0, sub), mask.index_select(0, sub), cfg.max_new_tokens)
             for r, ans in zip(to_generate, generated):  # exactly the generated tokens are explained
                 out.ids[r], out.texts[r] = ans, teacher.decode(ans)
         return out

@@ -20,8 +20,10 @@ Kinds (picked from the config's architecture through the Auto classes):
               and the gradient reaches the question's words through every pair.
 Gradients are taken w.r.t. the encoder's `inputs_embeds` (DESIGN.md: hooking T5's shared
 embedding would also attribute decoder tokens). Parameters are frozen, the model is in eval mode
-(no dropout), log-softmax is computed in float32. On CUDA the forward runs under bf16 autocast
-(dtype="auto"), on CPU in float32.
+(no dropout), log-softmax is computed in float32. On CUDA the weights are cast to bf16
+(dtype="auto" or "bf16": half the memory and bandwidth of fp32, no autocast copies); embeddings
+handed to the methods stay float32 and are cast to the weights' dtype at the model's input, so
+IG interpolation and gradient sums are float32. On the CPU everything is float32.
 """
 from __future__ import annotations
 
@@ -158,10 +160,10 @@ class HFTeacher:
         return text or self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
     # ------------------------------------------------------------------ tensors
-    def autocast(self):
-        if self.device.type == "cuda" and self.dtype == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """The weights' dtype: bfloat16 for dtype="bf16" (CUDA), else float32."""
+        return torch.bfloat16 if self.dtype == "bf16" else torch.float32
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, L] ids -> [B, L, D] input embeddings (what inputs_embeds receives), no grad."""
@@ -174,36 +176,36 @@ class HFTeacher:
         embeds [B, L, D]; attention_mask [B, L]; ans_ids, ans_mask [B, A] (right-padded; for a
         classifier A = 1 and ans_ids holds the class id).
         """
-        with self.autocast():
-            if self.kind == "classifier":
-                logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask).logits.float()
-                return torch.log_softmax(logits, -1).gather(1, ans_ids[:, :1]).squeeze(1)
-            if self.kind == "multiple_choice":
-                packed = [ans_ids[b, : int(ans_mask[b].sum())].tolist() for b in range(ans_ids.shape[0])]
-                chosen, choices = zip(*[unpack_choices(p) for p in packed])
-                lp = torch.log_softmax(self._choice_logits(embeds, attention_mask, list(choices)), -1)
-                return lp.gather(1, torch.tensor(chosen, device=lp.device).unsqueeze(1)).squeeze(1)
-            if self.kind == "seq2seq":
-                start = self.model.config.decoder_start_token_id
-                start = self.pad_id if start is None else int(start)
-                dec = torch.cat([torch.full_like(ans_ids[:, :1], start), ans_ids[:, :-1]], dim=1)
-                dec = dec.masked_fill(dec < 0, self.pad_id)
-                logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask,
-                                    decoder_input_ids=dec, decoder_attention_mask=ans_mask).logits.float()
-            else:  # causal: prompt (left-padded) + answer (right-padded)
-                ans_embeds = self._embedding(ans_ids).to(embeds.dtype)
-                full = torch.cat([embeds, ans_embeds], dim=1)
-                full_mask = torch.cat([attention_mask, ans_mask], dim=1)
-                positions = (full_mask.cumsum(1) - 1).clamp(min=0)
-                out = self.model(inputs_embeds=full, attention_mask=full_mask, position_ids=positions).logits
-                p = embeds.shape[1]
-                logits = out[:, p - 1: p - 1 + ans_ids.shape[1]].float()
+        embeds = embeds.to(self.model_dtype)  # float32 from the methods; a no-op on the CPU
+        if self.kind == "classifier":
+            logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask).logits.float()
+            return torch.log_softmax(logits, -1).gather(1, ans_ids[:, :1]).squeeze(1)
+        if self.kind == "multiple_choice":
+            packed = [ans_ids[b, : int(ans_mask[b].sum())].tolist() for b in range(ans_ids.shape[0])]
+            chosen, choices = zip(*[unpack_choices(p) for p in packed])
+            lp = torch.log_softmax(self._choice_logits(embeds, attention_mask, list(choices)), -1)
+            return lp.gather(1, torch.tensor(chosen, device=lp.device).unsqueeze(1)).squeeze(1)
+        if self.kind == "seq2seq":
+            start = self.model.config.decoder_start_token_id
+            start = self.pad_id if start is None else int(start)
+            dec = torch.cat([torch.full_like(ans_ids[:, :1], start), ans_ids[:, :-1]], dim=1)
+            dec = dec.masked_fill(dec < 0, self.pad_id)
+            logits = self.model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                decoder_input_ids=dec, decoder_attention_mask=ans_mask).logits.float()
+        else:  # causal: prompt (left-padded) + answer (right-padded)
+            ans_embeds = self._embedding(ans_ids).to(embeds.dtype)
+            full = torch.cat([embeds, ans_embeds], dim=1)
+            full_mask = torch.cat([attention_mask, ans_mask], dim=1)
+            positions = (full_mask.cumsum(1) - 1).clamp(min=0)
+            out = self.model(inputs_embeds=full, attention_mask=full_mask, position_ids=positions).logits
+            p = embeds.shape[1]
+            logits = out[:, p - 1: p - 1 + ans_ids.shape[1]].float()
         tok_logp = torch.log_softmax(logits, -1).gather(2, ans_ids.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (tok_logp * ans_mask.to(tok_logp.dtype)).sum(1)
 
     def class_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Classifier teachers: log_softmax over the labels, [B, n_labels] float32 (no grad)."""
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad():
             logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
         return torch.log_softmax(logits.float(), -1)
 
@@ -214,8 +216,8 @@ class HFTeacher:
     def choice_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         choices: list[list[list[int]]]) -> torch.Tensor:
         """Multiple-choice teachers: log_softmax over each row's choices, [B, max choices] (-inf pads), no grad."""
-        with torch.no_grad(), self.autocast():
-            logits = self._choice_logits(self.embed(input_ids), attention_mask.to(self.device), choices)
+        with torch.no_grad():
+            logits = self._choice_logits(self.embed(input_ids).to(self.model_dtype), attention_mask.to(self.device), choices)
         return torch.log_softmax(logits.float(), -1)
 
     def _choice_logits(self, embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -259,7 +261,7 @@ class HFTeacher:
         (a seq2seq model whose pad id is also the decoder start) keeps those ids: their log p is
         what is explained, and `decode` shows them."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad():
             if self.kind == "classifier":
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
                 return [[int(i)] for i in logits.argmax(-1).tolist()]
@@ -298,7 +300,7 @@ def load_teacher(name: str, *, device: str | None = None, dtype: str = "auto", m
     tokenizer = AutoTokenizer.from_pretrained(name)
     if not getattr(tokenizer, "is_fast", True):
         raise ValueError(f"teacher {name!r} has no fast tokenizer: character offsets need one (tokenizer.json)")
-    model.eval().to(dev)
+    model.eval().to(dev, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)  # bf16 weights on CUDA
     for p in model.parameters():
         p.requires_grad_(False)
     limit = max_input_tokens or _model_max(config, tokenizer)
