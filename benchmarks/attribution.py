@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/attribution.py --models tiny --jobs  # + Ray job throughput vs. bare engine
 
 Models are built from configs with random weights (timing does not depend on the weights): `tiny`
-(T5, d_model 32, 2 layers), `t5-small` (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128),
+(T5, d_model 32, 2 layers), `tiny-gpt2` (GPT-2, d_model 32, 2 layers), `gpt2-small` (GPT-2, 768, 12 layers), `t5-small` (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128),
 `flan-t5-xl` (d_model 2048, 24+24 layers, 32 heads, d_ff 5120 gated-gelu, vocab 32128). Inputs are
 CQA-shaped (about 40 words plus the cqa template), answers two tokens. Per method we time the
 method's own work on one padded batch (methods.gradient_scores / occlusion_scores) and, in the same
@@ -41,6 +41,8 @@ from attribution_worker.tiny import build_tiny_teacher  # noqa: E402
 
 SHAPES = {
     "tiny": dict(d_model=32, layers=2, heads=2),
+    "tiny-gpt2": dict(kind="causal", d_model=32, layers=2, heads=2),
+    "gpt2-small": dict(kind="causal", d_model=768, layers=12, heads=12, vocab_size=50257),
     "t5-small": dict(d_model=512, layers=6, heads=8, d_ff=2048, vocab_size=32128),
     "flan-t5-xl": dict(d_model=2048, layers=24, heads=32, d_ff=5120, vocab_size=32128, d_kv=64,
                        feed_forward_proj="gated-gelu", tie_word_embeddings=False),
@@ -97,6 +99,8 @@ def _inseq_rows(name, args, t, prepared, rows, forward, sync, ours) -> list[dict
         return []
     out = []
     texts, targets = [p.input_text for p in prepared], [r["target"] for r in rows]
+    if t.kind == "causal":  # Inseq's decoder-only targets are the whole text: prompt + answer
+        targets = [x + ("" if x[-1:].isspace() else " ") + y for x, y in zip(texts, targets)]
     for method in [m for m in args.methods if m in ("saliency", "input_x_gradient", "integrated_gradients")]:
         model = inseq.load_model(t.model, method, tokenizer=t.tokenizer)
         kw = {"n_steps": args.n_steps} if method == "integrated_gradients" else {}
@@ -110,7 +114,7 @@ def _inseq_rows(name, args, t, prepared, rows, forward, sync, ours) -> list[dict
 
 def bench_model(name: str, args, root: Path) -> list[dict]:
     shape = dict(SHAPES[name])
-    path = build_tiny_teacher(root / name, texts=[" ".join(WORDS + list("()abcde"))], seed=0,
+    path = build_tiny_teacher(root / name, texts=[" ".join(WORDS + list("()abcde"))], seed=0, kind=shape.pop("kind", "seq2seq"),
                               d_model=shape.pop("d_model"), layers=shape.pop("layers"), heads=shape.pop("heads"), **shape)
     engine = AttributionEngine(AttributionConfig(teacher=str(path), template="cqa", device=args.device, dtype=args.dtype,
                                                  n_steps=args.n_steps, token_budget=10**9, max_new_tokens=4))
@@ -119,7 +123,7 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
     rows = make_rows(args.batch)
     prepared = [engine._prepare(i, r) for i, r in enumerate(rows)]
     ids, mask = pad([p.ids for p in prepared], t.pad_id, t.padding_side, t.device)
-    answers = [t.answer_ids(r["target"]) for r in rows]
+    answers = [t.answer_ids(r["target"], p.input_text) for r, p in zip(rows, prepared)]
     ans_ids, ans_mask = t.answer_tensors(answers)
     unit = torch.zeros_like(mask, dtype=torch.bool)
     for r, p in enumerate(prepared):
