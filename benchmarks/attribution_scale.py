@@ -56,7 +56,7 @@ def child(args) -> None:
         if args.child == "local":
             from attribution_worker.local import run_local
 
-            summary = run_local(cat, spec)
+            summary = run_local(cat, spec, job_id=f"scale-local-{args.dataset}")
         else:
             import ray
 
@@ -69,11 +69,12 @@ def child(args) -> None:
 
             started = connect(num_cpus=args.threads + 1)
             try:
-                summary = run_job(cat, spec, progress=on_shard)
+                summary = run_job(cat, spec, job_id=f"scale-ray-{args.dataset}", progress=on_shard)
             finally:
                 if started:
                     ray.shutdown()
     seconds = time.perf_counter() - t0
+    assert summary.get("committed_now", summary.get("attributed_now")), "nothing was attributed (a finished job?)"
     print(json.dumps({"mode": args.child, "rows": summary["rows"], "seconds": round(seconds, 1),
                       "rows_per_s": round(summary["rows"] / seconds, 1), "process_rss_mb": round(_peak_rss_mb(), 1),
                       "actor_rss_mb": round(max(actor_rss), 1) if actor_rss else None}))
