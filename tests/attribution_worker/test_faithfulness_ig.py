@@ -169,3 +169,31 @@ def test_classifier_rows_carry_the_label_distribution(tiny_teachers, make_exampl
         best = int(np.argmax(row["answer_probs"]))
         assert row["teacher_output"] == row["answer_choices"][best]
         assert row["teacher_prob"] == pytest.approx(row["answer_probs"][best], rel=1e-4)
+
+
+def test_ig_passes_never_exceed_the_token_budget(tiny_teachers, make_examples):
+    from attribution_worker.methods import ig_steps_per_pass
+
+    assert ig_steps_per_pass(rows=4, width=10, token_budget=100) == 2
+    assert ig_steps_per_pass(rows=4, width=10, token_budget=30) == 1  # at least one copy
+    assert ig_steps_per_pass(rows=1, width=10, token_budget=1000, requested=3) == 3  # a request can only lower it
+    rows = make_examples(6)
+    for budget in (128, 100_000):
+        engine = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], method="integrated_gradients",
+                                                     n_steps=8, token_budget=budget, faithfulness=False, max_new_tokens=2))
+        t, passes = engine.teacher, []
+        original = t.logp
+
+        def spy(embeds, mask, ans_ids, ans_mask):
+            if embeds.requires_grad:  # an IG pass (the no-grad rows are f(x), f(b) and choice scoring)
+                passes.append((embeds.shape[0], embeds.shape[1], ans_ids.shape[1]))
+            return original(embeds, mask, ans_ids, ans_mask)
+
+        t.logp = spy
+        out = engine.attribute(rows)
+        assert all(r["error"] is None for r in out)
+        if budget == 128:  # every pass holds at most the budget, or is one copy of a batch (itself within it)
+            assert all(n * (width + a) <= budget or n * width <= budget for n, width, a in passes)
+            assert len(passes) > len({(width, a) for _, width, a in passes})  # several passes per batch
+        else:
+            assert len(passes) == len(set(passes))  # one pass per batch: all 8 copies fit
