@@ -14,12 +14,15 @@ attribute(examples) -> list[dict]
     reads, tokenizer failure, target=gold without a target, non-finite score, ...).
 
 Per example: input_text = template.format(input=row["input"]); the explained answer is the gold
-target (target="gold"), else the best-scoring choice when the row has choices (score_choices), else
-the teacher's greedy answer; its log p is attributed to the input words (units.py) by `method`
-(methods.py); the top-k words in input order are the rationale; comprehensiveness / sufficiency /
-gold_overlap are measured when `faithfulness` is on (faithfulness.py). Rows are sorted by length
-and batched by `token_budget` (batching.py); a batch that fails is retried one row at a time so
-one bad row cannot fail its neighbours.
+target (target="gold"), else the best-scoring choice when the row has choices (score_choices; a
+multiple-choice teacher always picks among the choices), else the teacher's greedy answer (torch,
+or vLLM with answers="vllm"); its log p is attributed to the input words (units.py) by `method`
+(methods.py); the top-k words in input order are the rationale. Also per row: ERASER
+comprehensiveness / sufficiency / AOPC and gold_overlap when `faithfulness` is on
+(faithfulness.py); the IG completeness error and steps (rows above max_ig_error are refined); the
+teacher's distribution over labels or choices (answer_choices / answer_probs). Rows are sorted by
+length and batched by `token_budget` (batching.py); a batch that fails is retried one row at a
+time so one bad row cannot fail its neighbours.
 """
 from __future__ import annotations
 

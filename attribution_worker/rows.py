@@ -4,9 +4,9 @@
     rows.num_rows                       # from the Parquet footers, no data read
     table = rows.slice(2000, 1000)      # rows [2000, 3000) as an Arrow table (EXAMPLE_COLUMNS)
 
-`slice` reads only the row groups that overlap the requested range, so a job holds at most one
-shard plus one row group (SALIENT_PARQUET_ROW_GROUP_SIZE rows) of the dataset at a time, whatever
-its size (bounded memory: the local executor streams shards, the Ray driver reads each shard when
+`slice` reads only the row groups that overlap the requested range and keeps the last one decoded
+(consecutive shards share it), so a job holds at most one shard plus one row group
+(SALIENT_PARQUET_ROW_GROUP_SIZE rows) of the dataset at a time, whatever its size (bounded memory: the local executor streams shards, the Ray driver reads each shard when
 it dispatches it).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ class DatasetRows:
 
     def __init__(self, parts: list[_Part], num_rows: int):
         self.parts, self.num_rows = parts, num_rows
+        self._cached: tuple | None = None  # ((path, row group), table): at most one decoded row group
 
     @classmethod
     def open(cls, catalog: Catalog, dataset: str, split: str | None = None, limit: int | None = None) -> "DatasetRows":
@@ -66,16 +67,22 @@ class DatasetRows:
             if lo >= hi:
                 continue
             lo, hi = lo - part.start, hi - part.start
-            groups = [g for g, s in enumerate(part.group_starts)
-                      if s < hi and lo < (part.group_starts[g + 1] if g + 1 < len(part.group_starts) else part.rows)]
-            f = pq.ParquetFile(part.path)
-            cols = [c for c in EXAMPLE_COLUMNS if c in f.schema_arrow.names]
-            t = f.read_row_groups(groups, columns=cols)
-            first = part.group_starts[groups[0]]
-            tables.append(t.slice(lo - first, hi - lo))
+            for g, g_start in enumerate(part.group_starts):
+                g_stop = part.group_starts[g + 1] if g + 1 < len(part.group_starts) else part.rows
+                if g_start < hi and lo < g_stop:
+                    a, b = max(lo, g_start), min(hi, g_stop)
+                    tables.append(self._group(part.path, g).slice(a - g_start, b - a))
         if not tables:
             return pa.table({c: pa.array([], pa.string()) for c in ("example_id", "input")})
         return pa.concat_tables(tables, promote_options="default")
+
+    def _group(self, path: str, group: int) -> pa.Table:
+        """One row group, decoded once while consecutive shards read it (only the last one is kept)."""
+        if self._cached is None or self._cached[0] != (path, group):
+            f = pq.ParquetFile(path)
+            cols = [c for c in EXAMPLE_COLUMNS if c in f.schema_arrow.names]
+            self._cached = ((path, group), f.read_row_group(group, columns=cols))
+        return self._cached[1]
 
     def shards(self, shard_size: int, indices=None):
         """(index, table) per shard in `indices` (default: every shard), read one at a time."""

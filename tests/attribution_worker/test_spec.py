@@ -102,3 +102,26 @@ def test_every_engine_option_is_documented():
     table = doc.split("## Config (`AttributionConfig`", 1)[1].split("\n## ", 1)[0]
     for name, info in AttributionConfig.model_fields.items():
         assert f"| `{name}` |" in table and info.description in table, name
+
+
+def test_dataset_rows_slices_across_parts_and_row_groups(tmp_path, monkeypatch):
+    """DatasetRows reads shards from Parquet row groups on demand: same rows as reading everything."""
+    from attribution_worker.rows import DatasetRows
+
+    monkeypatch.setenv("SALIENT_PARQUET_ROW_GROUP_SIZE", "7")  # several row groups per part
+    store = Store.open(tmp_path / "store")
+    rows = [{"example_id": f"e{i:03d}", "input": f"word{i} x", "target": "t", "choices": None} for i in range(50)]
+    with Catalog.open(store) as cat:
+        ingest_rows(cat, rows[:30], split="a")
+        ingest_rows(cat, rows[30:], split="b")
+        whole = DatasetRows.open(cat, "toy")
+        everything = [r["example_id"] for r in whole.slice(0, 10**6).to_pylist()]
+        assert whole.num_rows == 50 and sorted(everything) == [r["example_id"] for r in rows]
+        assert [len(p.group_starts) for p in whole.parts] == [5, 3]  # 30 and 20 rows in groups of 7
+        shards = [t.to_pylist() for _, t in whole.shards(9)]
+        assert [r["example_id"] for s in shards for r in s] == everything and len(shards) == 6
+        assert [r["example_id"] for r in whole.slice(27, 6).to_pylist()] == everything[27:33]  # across parts
+        limited = DatasetRows.open(cat, "toy", limit=12)
+        assert limited.num_rows == 12 and limited.slice(5, 100).num_rows == 7
+        with pytest.raises(ValueError, match="salient datasets ls"):
+            DatasetRows.open(cat, "nope")
