@@ -30,10 +30,9 @@ from .config import AttributionConfig
 from .constants import ANSWER_BACKENDS, BASELINES, DTYPES, METHODS, TARGETS
 
 # Fields that only change how a job runs, not what it writes: they may differ when a job is resumed
-# and are left out of the derived job id.
+# and are left out of the derived job id. Only the Ray executor reads them (attribute-local has no
+# flags for them).
 RUNTIME_FIELDS = ("actors", "num_cpus_per_actor", "max_in_flight_per_actor", "max_retries", "actor_resources")
-# Fields only the Ray executor reads (attribute-local has no flags for them).
-RAY_FIELDS = RUNTIME_FIELDS
 
 
 def _help(name: str) -> str:
@@ -115,7 +114,7 @@ _FLAG_NAMES = {"actor_resources": "--resources"}  # kept from the first release
 
 def cli_fields(*, ray: bool = True) -> list[tuple[str, Any]]:
     """(name, FieldInfo) of every flag: JobSpec fields, then AttributionConfig fields."""
-    out = [(n, f) for n, f in JobSpec.model_fields.items() if n not in _NOT_FLAGS and (ray or n not in RAY_FIELDS)]
+    out = [(n, f) for n, f in JobSpec.model_fields.items() if n not in _NOT_FLAGS and (ray or n not in RUNTIME_FIELDS)]
     out += [(n, f) for n, f in AttributionConfig.model_fields.items() if n not in _NOT_FLAGS]
     return out
 

@@ -27,7 +27,6 @@ IG interpolation and gradient sums are float32. On the CPU everything is float32
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
