@@ -39,10 +39,9 @@ class _TeacherActor:
         return time.process_time()
 
     def peak_rss_mb(self) -> float:
-        """Peak resident memory of this actor process (MB): for the bounded-memory benchmark."""
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        """Peak resident memory of this actor process (MB, VmHWM): for the bounded-memory benchmark."""
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()

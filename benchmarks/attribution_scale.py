@@ -9,8 +9,9 @@ dataset ingested through `storage.ingest` (JSONL -> Parquet parts, 64k-row row g
 * local: `attribution_worker.local.run_local` in the child (the `attribute-local` path).
 * ray:   `attribution_worker.jobs.run_job` with the child as the driver and one TeacherActor.
 
-Peak RSS is each process's ru_maxrss: the child (local executor or Ray driver) and, for ray, the
-actor (asked at the last shard). Bounded memory means these are flat in the number of rows: the
+Peak RSS is each process's VmHWM (/proc/self/status; not ru_maxrss, which Linux carries across
+execve from the parent that ingested the rows): the child (local executor or Ray driver) and, for
+ray, the actor (asked at the last shard). Bounded memory means these are flat in the number of rows: the
 `x` columns give peak RSS at --rows over peak RSS at --rows / 10 (1.0 = flat). Rows are CQA-shaped
 (benchmarks/attribution.make_rows); the teacher is a tiny random T5 built from a config.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +32,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's own peak RSS: VmHWM of its address space. Not ru_maxrss, which Linux carries
+    across execve, so a child started by a big parent would report the parent's RSS."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def _spec(dataset: str, teacher: str, args) -> dict:
