@@ -21,6 +21,7 @@ class Setting:
     name: str
     default: Any
     help: str
+    allow_zero: bool = False  # numbers must be positive; True also accepts 0 (e.g. actors=0: one per GPU)
 
     @property
     def env_var(self) -> str:
@@ -54,6 +55,22 @@ SETTINGS: tuple[Setting, ...] = (
             "DuckDB memory_limit of ingest's repeated-id check over the written rows; past it DuckDB spills to the work directory."),
     Setting("dataset_version_chars", 12,
             "Hex characters of the content hash used as a dataset version name."),
+    # attribution jobs (attribution_worker; docs/jobs.md explains each)
+    Setting("shard_size", 1000,
+            "Rows per shard: the unit of dispatch, retry, commit and resume."),
+    Setting("actors", 0,
+            "TeacherActors in the pool; 0 means one per GPU in the cluster, or one on a CPU-only cluster.", allow_zero=True),
+    Setting("num_cpus_per_actor", 1.0,
+            "CPUs each CPU actor reserves (also its torch thread count); ignored for GPU actors."),
+    Setting("max_in_flight_per_actor", 2,
+            "Shards dispatched to one actor and not yet returned; bounds driver and object-store memory."),
+    Setting("max_retries", 2,
+            "Times one shard is retried after its actor died or its task failed; then the job fails naming the shard.",
+            allow_zero=True),
+    Setting("poll_interval_s", 1.0,
+            "Seconds the driver waits for a finished shard before it checks for cancellation again."),
+    Setting("actor_start_timeout_s", 300.0,
+            "Seconds an actor may take to be placed and load the teacher before the job fails."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -77,8 +94,9 @@ def coerce(s: Setting, raw: Any, origin: str) -> Any:
             raise ValueError(f"{origin}={raw!r} is not a valid {kind.__name__} for setting {s.name} ({s.help})") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{origin}={raw!r}: setting {s.name} must be a finite number ({s.help})")
-    if isinstance(value, (int, float)) and value <= 0:
-        raise ValueError(f"{origin}={raw!r}: setting {s.name} must be positive ({s.help})")
+    if isinstance(value, (int, float)) and (value < 0 or (value == 0 and not s.allow_zero)):
+        floor = "must be >= 0" if s.allow_zero else "must be positive"
+        raise ValueError(f"{origin}={raw!r}: setting {s.name} {floor} ({s.help})")
     return value
 
 
