@@ -5,7 +5,7 @@ sets `func` (called with the parsed args; returns an exit code). Modules only pa
 and call the libraries.
 
 Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input (the message says the fix),
-3 the catalog is locked by another process.
+3 catalog.duckdb stayed locked by another process past catalog_lock_timeout_s.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """Ray for attribution jobs: the job settings, connecting to a cluster, sizing the actor pool.
 
     from attribution_worker.cluster import connect, job_setting
-    started = connect()          # RAY_ADDRESS set: join that cluster; else start one on this machine
+    started = connect()          # RAY_ADDRESS set: join that cluster; else start a private one here
     ...
     if started: ray.shutdown()
 
-Local by default: `ray.init()` on this machine. An existing cluster: set RAY_ADDRESS
+Embedded by default: `ray.init(address="local")` starts a private Ray for this job on this
+machine (never an unrelated `ray start` cluster that happens to run here) and the job shuts it
+down. A cluster is joined only when asked: RAY_ADDRESS or `address=` (`--ray-address`)
 (`ray://head:10001` or `head:6379`) -- with token auth on (Ray's default for `ray start --head`)
 also RAY_AUTH_TOKEN. Every limit of a job is a named setting (JOB_SETTINGS, STYLE.md 4): the
 `salient attribute` flags read their defaults from it, `SALIENT_<NAME>` overrides a default, and
@@ -33,6 +35,9 @@ JOB_SETTINGS: tuple[Setting, ...] = (
             "Seconds the driver waits for a finished shard before it checks for cancellation again."),
     Setting("actor_start_timeout_s", 300.0,
             "Seconds an actor may take to be placed and load the teacher before the job fails."),
+    Setting("driver_start_timeout_s", 120.0,
+            "Seconds `salient attribute` (no --wait) watches its background driver; a driver that exits "
+            "before the job runs marks the job failed with its log's last lines."),
 )
 _BY_NAME = {s.name: s for s in JOB_SETTINGS}
 # settings where 0 is a meaningful value (storage.settings treats <= 0 as invalid)
@@ -60,8 +65,9 @@ def job_setting(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     """Make sure this process is a Ray driver; returns True when this call started or joined Ray.
 
-    address: a cluster address; None reads RAY_ADDRESS, and without it a local cluster starts here
-    (num_cpus caps its CPUs; None lets Ray count them). Already initialised: nothing happens (False).
+    address: a cluster address to join; None reads RAY_ADDRESS, and without it a private local Ray
+    starts here (`address="local"`: a cluster already running on this machine is not joined;
+    num_cpus caps its CPUs, None lets Ray count them). Already initialised: nothing happens (False).
     """
     import ray
 
@@ -71,7 +77,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
 
 

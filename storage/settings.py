@@ -37,6 +37,8 @@ SETTINGS: tuple[Setting, ...] = (
             "DuckDB threads of the SQL sandbox."),
     Setting("sql_max_query_chars", 100_000,
             "Longest SQL text the sandbox accepts."),
+    Setting("catalog_lock_timeout_s", 30.0,
+            "Seconds an operation waits for catalog.duckdb while another process writes it; then CatalogLocked."),
     Setting("parquet_row_group_size", 64_000,
             "Rows per Parquet row group in dataset parts written by `salient datasets add`."),
     Setting("ingest_max_line_bytes", 16 * 1024 * 1024,

@@ -1,8 +1,10 @@
 """The sandboxed, read-only SQL runner behind `salient sql` and the REST /sql endpoint.
 
-User SQL never runs on the catalog's own connection. A sandbox is a separate in-memory DuckDB
-database holding copies of the catalog tables (datasets, jobs, shards, runs) and the views
-examples / rationales / rationale_tokens over the store's Parquet files, locked down with
+User SQL never runs on the catalog's own connection, and never writes catalog.duckdb. A sandbox
+is a separate in-memory DuckDB database holding copies of the catalog tables (datasets, jobs,
+shards, runs), read in one read-only open, and the views examples / rationales /
+rationale_tokens built there over the catalog's file lists (storage.views: a damaged file makes
+only the queries that read it fail), locked down with
 
 * a statement allowlist checked by DuckDB's own parser (`duckdb.extract_statements`): one
   statement, of type SELECT (which covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE,
@@ -31,12 +33,13 @@ from typing import Any
 
 import duckdb
 
-from .catalog import Catalog, create_empty_tables, view_statements
+from .catalog import Catalog
+from .views import ViewFile, create_views
 from .settings import get_setting
 
 ALLOWED = "SELECT (incl. WITH, VALUES, FROM ..., DESCRIBE, SHOW, SUMMARIZE) or EXPLAIN [ANALYZE] SELECT"
 TABLES = ("datasets", "jobs", "shards", "runs", "examples", "rationales", "rationale_tokens")
-_LIVE_TABLES = ("jobs", "runs")
+_LIVE_TABLES = ("datasets", "jobs", "shards", "runs")
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\b", re.IGNORECASE)
 
 
@@ -110,15 +113,13 @@ class Sandbox:
         self._generation: int | None = None
         self._version: int | None = None
 
-    def _build(self) -> duckdb.DuckDBPyConnection:
+    def _build(self, tables: dict, files: tuple[list[ViewFile], list[ViewFile]]) -> duckdb.DuckDBPyConnection:
         cat = self.catalog
         con = duckdb.connect(":memory:")
         try:
-            for name, table in cat.snapshot_tables().items():
+            for name, table in tables.items():
                 self._copy_table(con, name, table)
-            create_empty_tables(con)
-            for stmt in view_statements(cat.store, cat.dataset_parts(), cat.shard_paths()):
-                con.execute(stmt)
+            create_views(con, *files)
             root = str(cat.store.root).rstrip("/") + "/"
             # Order matters: allowed_directories and temp_directory cannot change once external access is off.
             con.execute("SET temp_directory = ''")
@@ -136,18 +137,25 @@ class Sandbox:
         return con
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The sandbox connection: rebuilt when the catalog's file lists changed (catalog.generation);
-        jobs and runs re-copied when any other write happened (catalog.version: mark_*, register_run).
+        """The sandbox connection, up to date with the catalog as other processes change it.
+
+        One read-only open of catalog.duckdb reads its (generation, version); the views are rebuilt
+        when the file lists changed (generation: a commit, an ingest, a rebuild; files already seen
+        are not re-checked, see storage.views), the tables re-copied when anything else was written.
         """
-        if self._con is None or self._generation != self.catalog.generation:
-            if self._con is not None:
-                self._con.close()
-            self._generation, self._version = self.catalog.generation, self.catalog.version
-            self._con = self._build()
-        elif self._version != self.catalog.version:
-            self._version = self.catalog.version
-            for name in _LIVE_TABLES:
-                self._copy_table(self._con, name, self.catalog.arrow(f"SELECT * FROM {name}"), replace=True)
+        cat = self.catalog
+        with cat._reading():  # one open for the state and whatever must be re-read
+            generation, version = cat.state()
+            if self._con is None or self._generation != generation:
+                if self._con is not None:
+                    self._con.close()
+                    self._con = None
+                tables, files = cat.snapshot_tables(), cat.view_files()
+                self._con = self._build(tables, files)
+            elif self._version != version:
+                for name, table in cat.snapshot_tables(_LIVE_TABLES).items():
+                    self._copy_table(self._con, name, table, replace=True)
+        self._generation, self._version = generation, version
         return self._con
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""`salient catalog rebuild|show` and `salient jobs ls|show`."""
+"""`salient catalog rebuild|show` and `salient jobs ls|show|cancel`."""
 from __future__ import annotations
 
 import json
@@ -24,6 +24,9 @@ def register(sub) -> None:
     show = jsub.add_parser("show", help="one job with its spec and shards")
     show.add_argument("job_id")
     show.set_defaults(func=cmd_jobs_show)
+    cancel = jsub.add_parser("cancel", help="ask a job to stop (its driver ends it cancelled; committed shards stay)")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(func=cmd_jobs_cancel)
 
 
 def cmd_rebuild(args) -> int:
@@ -57,5 +60,19 @@ def cmd_jobs_show(args) -> int:
         if job is None:
             raise ValueError(f"no job {args.job_id!r}: list jobs with `salient jobs ls`")
         print(json.dumps(job, indent=2, default=str))
-        print_rows(cat.query('SELECT "index", rows, error_rows, bytes, path FROM shards WHERE job_id = ? ORDER BY "index"', [args.job_id]))
+        print_rows(cat.job_shards(args.job_id), columns=["index", "rows", "error_rows", "bytes", "path"])
+    return 0
+
+
+def cmd_jobs_cancel(args) -> int:
+    from attribution_worker.jobs import request_cancel
+    from storage import JobStateError
+
+    with open_catalog(args) as cat:
+        try:
+            job = request_cancel(cat, args.job_id)
+        except JobStateError as exc:
+            raise ValueError(str(exc)) from None
+    print(json.dumps({"job_id": job["job_id"], "status": job["status"],
+                      "note": "the job's driver stops at its next poll and marks it cancelled; committed shards stay"}))
     return 0
