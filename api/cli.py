@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from storage import CatalogLocked
+    from storage import CatalogCorrupt, CatalogLocked
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogLocked as exc:
         print(f"salient: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except CatalogCorrupt as exc:
+        print(f"salient: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ValueError, FileNotFoundError) as exc:
         print(f"salient: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 
-from .parquet_io import read_metadata, sweep_tmp, write_json_atomic
+from .parquet_io import write_json_atomic
 from .settings import get_setting
 from .store import Store
 from .views import VIEWS, ViewFile, create_views
@@ -477,68 +477,11 @@ class Catalog:
         return self.query(sql + " ORDER BY created_at", params)
 
     # ---------------------------------------------------------------- rebuild
-    def rebuild(self) -> dict[str, int]:
-        """Recreate every table from the files alone (datasets parts, shards + job.json, run.json)."""
-        store = self.store
-        sweep_tmp(store.root)
-        with self._transaction(files_changed=True) as con:
-            for table in ("datasets", "jobs", "shards", "runs"):
-                con.execute(f"DELETE FROM {table}")
-            counts = {"datasets": 0, "jobs": 0, "shards": 0, "runs": 0}
-            for part in sorted(store.datasets_dir.glob("*/*/part-*.parquet")):
-                meta = read_metadata(part)
-                con.execute(
-                    "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?)",
-                    [meta.get("salient.dataset", part.parent.parent.name), meta.get("salient.version", part.parent.name),
-                     meta["salient.split"], store.relative(part), int(meta["salient.rows"]), meta.get("salient.format"),
-                     meta.get("salient.source"), meta.get("salient.content_hash"), meta.get("salient.created_at")],
-                )
-                counts["datasets"] += 1
-            # the newest version of each (name, split) is the active one
-            con.execute(
-                "UPDATE datasets SET active = TRUE WHERE (name, split, created_at) IN "
-                "(SELECT name, split, max(created_at) FROM datasets GROUP BY name, split)"
-            )
-            for spec_path in sorted(store.rationales_dir.glob("dataset=*/job=*/job.json")):
-                counts["jobs"] += self._rebuild_job(con, spec_path)
-            counts["shards"] = con.execute("SELECT count(*) FROM shards").fetchall()[0][0]
-            for record in sorted(store.runs_dir.glob("*/run.json")):
-                self.register_run(json.loads(record.read_text()))
-                counts["runs"] += 1
-            for pointer in sorted((store.runs_dir / "_current").glob("*.json")):
-                p = json.loads(pointer.read_text())
-                con.execute("UPDATE runs SET is_current = (run_id = ?) WHERE dataset = ? AND student = ?",
-                            [p["run_id"], p["dataset"], p["student"]])
-            return counts
+    def rebuild(self, *, quarantine: bool = False) -> dict[str, int]:
+        """Recreate every table from the files alone; the counts registered (storage.recovery has the full report)."""
+        from .recovery import rebuild_catalog
 
-    def _rebuild_job(self, con: duckdb.DuckDBPyConnection, spec_path: Path) -> int:
-        record = json.loads(spec_path.read_text())
-        job_id = record["job_id"]
-        done_rows = error_rows = shards_done = 0
-        for shard in sorted(spec_path.parent.glob("shard-*.parquet")):
-            meta = read_metadata(shard)
-            rows, errs = int(meta["salient.rows"]), int(meta["salient.error_rows"])
-            con.execute(
-                "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [job_id, int(meta["salient.shard_index"]), self.store.relative(shard), rows, errs,
-                 shard.stat().st_size, meta.get("salient.created_at")],
-            )
-            done_rows += rows
-            error_rows += errs
-            shards_done += 1
-        total_shards = record.get("shards_total")
-        # Only the files survive: a job with all its shards is succeeded; otherwise it was interrupted
-        # (resumable: `salient attribute --job-id ...` picks it up again).
-        status = "succeeded" if total_shards is not None and shards_done >= total_shards else "failed"
-        message = "" if status == "succeeded" else f"rebuilt from files: {shards_done}/{total_shards} shards committed; re-run to resume"
-        con.execute(
-            "INSERT INTO jobs (job_id, dataset, split, status, spec, idempotency_key, total_rows, done_rows, error_rows,"
-            " shards_total, shards_done, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [job_id, record["dataset"], record.get("split"), status, json.dumps(record.get("spec", {})),
-             record.get("idempotency_key"), record.get("total_rows"), done_rows, error_rows, total_shards,
-             shards_done, message, record.get("created_at"), _now()],
-        )
-        return 1
+        return rebuild_catalog(self, quarantine=quarantine).counts
 
 
 def shard_metadata(*, job_id: str, shard_index: int, rows: int, error_rows: int, dataset: str) -> dict[str, str]:
