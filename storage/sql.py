@@ -144,17 +144,23 @@ class Sandbox:
         are not re-checked, see storage.views), the tables re-copied when anything else was written.
         """
         cat = self.catalog
-        with cat._reading():  # one open for the state and whatever must be re-read
+        tables, files = None, None
+        with cat._reading():  # one short read-only open for the state and whatever must be re-read
             generation, version = cat.state()
-            if self._con is None or self._generation != generation:
-                if self._con is not None:
-                    self._con.close()
-                    self._con = None
+            rebuild = self._con is None or self._generation != generation
+            if rebuild:
                 tables, files = cat.snapshot_tables(), cat.view_files()
-                self._con = self._build(tables, files)
             elif self._version != version:
-                for name, table in cat.snapshot_tables(_LIVE_TABLES).items():
-                    self._copy_table(self._con, name, table, replace=True)
+                tables = cat.snapshot_tables(_LIVE_TABLES)
+        # the views are built after the catalog is closed again: checking new files' footers holds no lock
+        if rebuild:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            self._con = self._build(tables, files)
+        elif tables is not None:
+            for name, table in tables.items():
+                self._copy_table(self._con, name, table, replace=True)
         self._generation, self._version = generation, version
         return self._con
 

@@ -99,7 +99,7 @@ def _guard(columns: list[tuple[str, str]], f: ViewFile, reason: str, what: str) 
     return f"SELECT {', '.join(cols)} FROM (SELECT 1) WHERE error({msg}) IS NULL"
 
 
-def _view(con, empty: str, files: list[ViewFile], what: str) -> str:
+def _view(con, empty: str, files: list[ViewFile], what: str, union_by_name: bool) -> str:
     columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {empty}").fetchall()]
     healthy, branches = [], []
     for f in files:
@@ -108,7 +108,7 @@ def _view(con, empty: str, files: list[ViewFile], what: str) -> str:
             healthy.append(f.path)
         else:
             branches.append(_guard(columns, f, reason, what))
-    first = (f"SELECT * FROM read_parquet({_sql_list(healthy)}, union_by_name=true)" if healthy
+    first = (f"SELECT * FROM read_parquet({_sql_list(healthy)}, union_by_name={str(union_by_name).lower()})" if healthy
              else f"SELECT * FROM {empty}")
     return " UNION ALL BY NAME ".join([first] + branches)
 
@@ -123,8 +123,11 @@ def create_views(con: duckdb.DuckDBPyConnection, parts: list[ViewFile], shards: 
     kind = "TEMP " if temp else ""
     _create_empty_tables(con, kind)
     damaged = [f.path for f in parts + shards if check_file(f.path) is not None]
-    con.execute(f"CREATE OR REPLACE {kind}VIEW examples AS {_view(con, '_empty_examples', parts, 'dataset part')}")
-    con.execute(f"CREATE OR REPLACE {kind}VIEW rationales AS {_view(con, '_empty_rationales', shards, 'shard')}")
+    # Dataset parts may differ in their extra columns: union them by name (reads every part's footer
+    # at bind time; parts are few). Shards all have RATIONALE_SCHEMA (storage.write_shard casts to it),
+    # so the rationales view binds from its first file alone: creating it costs O(1) file reads.
+    con.execute(f"CREATE OR REPLACE {kind}VIEW examples AS {_view(con, '_empty_examples', parts, 'dataset part', True)}")
+    con.execute(f"CREATE OR REPLACE {kind}VIEW rationales AS {_view(con, '_empty_rationales', shards, 'shard', False)}")
     con.execute(
         f"CREATE OR REPLACE {kind}VIEW rationale_tokens AS "
         "SELECT example_id, dataset, split, job_id, method, teacher_model, "
