@@ -170,3 +170,24 @@ def test_reading_never_writes_the_catalog(catalog, capsys):
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
     assert not path.with_name(path.name + ".wal").exists()
     assert run_sql(catalog, "SELECT count(*) FROM jobs").rows == [(1,)]
+
+
+def test_threads_share_one_catalog_and_writes_are_not_lost(store):
+    """The REST service calls one Catalog from many threads (and may hold a second object on the same file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = Catalog.open(store), Catalog.open(store)
+
+    def work(i: int) -> str:
+        cat = a if i % 2 else b
+        job_id = f"t{i}"
+        cat.create_job(job_id, dataset="toy", split=None, spec={"i": i}, total_rows=1, shards_total=1)
+        cat.mark_running(job_id)
+        assert run_sql(cat, f"SELECT status FROM jobs WHERE job_id = '{job_id}'").rows == [("running",)]
+        assert any(j["job_id"] == job_id for j in cat.jobs())
+        return cat.mark_succeeded(job_id)["status"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(work, range(24))) == ["succeeded"] * 24
+    assert {j["job_id"]: j["status"] for j in a.jobs()} == {f"t{i}": "succeeded" for i in range(24)}
+    assert a.version == b.version == 24 * 3  # each of the 72 writes bumped the shared counter once
