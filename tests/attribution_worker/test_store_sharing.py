@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from storage import Catalog, rationale_table, write_shard

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from storage import Catalog, CatalogLocked, Store, rationale_table, write_shard
+from storage import Catalog, CatalogLocked, rationale_table, write_shard
 from storage.ingest import ingest
 from storage.parquet_io import sweep_tmp
 from storage.sql import run_sql
