@@ -72,16 +72,27 @@ class Template:
 
 
 def resolve_template(name_or_text: str) -> Template:
-    """A Template from a name in TEMPLATES or a literal string containing `{input}` exactly once."""
-    text = TEMPLATES.get(name_or_text, name_or_text)
-    if text.count("{input}") != 1:
-        raise ValueError(
-            f"template={name_or_text!r}: use one of {', '.join(sorted(TEMPLATES))} "
-            "or a literal template containing {input} exactly once"
-        )
-    prefix, suffix = text.split("{input}")
-    name = name_or_text if name_or_text in TEMPLATES else "custom"
-    return Template(name, prefix, suffix, SCAFFOLDING.get(name, ()))
+    """A Template from a name in TEMPLATES or a literal string with the field `{input}` exactly once.
+
+    Literal templates go through `storage.templates.check_template`: plain `{field}` substitution
+    only (`{{` / `}}` for literal braces), so attribute or index lookups, conversions and format
+    specs (`{input.__class__}`, `{x[0]}`, `{x!r}`) are refused with a message saying what is allowed.
+    """
+    from storage.templates import TemplateError, check_template
+
+    if name_or_text in TEMPLATES:
+        prefix, suffix = TEMPLATES[name_or_text].split("{input}")
+        return Template(name_or_text, prefix, suffix, SCAFFOLDING.get(name_or_text, ()))
+    hint = f"use one of {', '.join(sorted(TEMPLATES))} or a literal template containing {{input}} exactly once"
+    try:
+        parsed = check_template(name_or_text, fields=["input"])
+    except TemplateError as exc:
+        raise ValueError(f"template={name_or_text!r}: {exc}; {hint}") from None
+    slots = [i for i, (_, field) in enumerate(parsed.parts) if field == "input"]
+    if len(slots) != 1:
+        raise ValueError(f"template={name_or_text!r}: {hint}")
+    literals = [literal for literal, _ in parsed.parts]
+    return Template("custom", "".join(literals[: slots[0] + 1]), "".join(literals[slots[0] + 1:]), ())
 
 
 def template_for_format(fmt: str | None) -> str:

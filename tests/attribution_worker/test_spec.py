@@ -125,3 +125,11 @@ def test_dataset_rows_slices_across_parts_and_row_groups(tmp_path, monkeypatch):
         assert limited.num_rows == 12 and limited.slice(5, 100).num_rows == 7
         with pytest.raises(ValueError, match="salient datasets ls"):
             DatasetRows.open(cat, "nope")
+
+
+@pytest.mark.parametrize("template", ["{input.__class__}", "{input[0]}", "{input!r}", "{input:>10}", "{x} {input}"])
+def test_job_spec_template_allows_plain_input_substitution_only(template):
+    with pytest.raises(ValueError, match="not allowed|lack"):
+        JobSpec(dataset="d", teacher="t", template=template)
+    spec = JobSpec(dataset="d", teacher="t", template="Q: {input} {{braces}} A:")
+    assert spec.engine.template == "Q: {input} {{braces}} A:"
