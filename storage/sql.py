@@ -1,11 +1,11 @@
 """The sandboxed, read-only SQL runner behind `salient sql` and the REST /sql endpoint.
 
-User SQL never runs on the catalog's own connection, nor in the caller's process, and never
-writes catalog.duckdb. A sandbox is a worker process (storage.sql_worker) holding a separate
-in-memory DuckDB database with copies of the catalog tables (datasets, jobs, shards, runs), read
-in one short read-only open, and the views examples / rationales / rationale_tokens over the
-store's Parquet files (storage.views: a damaged file makes only the queries that read it fail),
-locked down with
+User SQL never runs on the catalog's own connection, nor in the caller's process. A sandbox is a
+worker process (storage.sql_worker) holding a separate in-memory DuckDB database with copies of
+the catalog tables (datasets, jobs, shards, runs), read in one read-only open of catalog.duckdb
+(user SQL never writes it), and the views examples / rationales / rationale_tokens built there
+over the catalog's file lists (storage.views: a damaged file makes only the queries that read it
+fail), locked down with
 
 * a statement allowlist checked by DuckDB's own parser (`duckdb.extract_statements`): one
   statement, of type SELECT (which covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
@@ -49,7 +49,7 @@ import duckdb
 import pyarrow as pa
 
 from .catalog import Catalog
-from .views import ViewFile, create_empty_tables, view_statements
+from .views import ViewFile, create_views
 from .settings import get_setting
 from .sql_worker import WorkerKilled, WorkerProcess
 
@@ -281,9 +281,7 @@ class WorkerState:
         try:
             for name, data in plan["tables"].items():
                 _copy_table(con, name, _from_ipc(data))
-            create_empty_tables(con)
-            for stmt in plan["statements"]:
-                con.execute(stmt)
+            create_views(con, *plan["files"])  # checks new files' footers here, in the worker
             lock_down(con, plan["root"], memory_limit=plan["memory_limit"], threads=plan["threads"])
         except BaseException:
             con.close()
@@ -330,22 +328,19 @@ class Sandbox:
             raise RuntimeError("the catalog of this SQL sandbox was closed and collected; open a new Catalog")
         return cat
 
-    def _plan(self, tables: dict, files: tuple[list[ViewFile], list[ViewFile]]) -> dict:
-        """What the worker needs to build its connection: catalog tables as Arrow IPC and the view SQL
-        (storage.views: footers checked, a damaged file guarded so only queries that read it fail)."""
+    def _plan(self, tables: dict, files) -> dict:
+        """What the worker needs to build its connection: catalog tables as Arrow IPC and the view files."""
         return {
             "tables": {name: _ipc(table) for name, table in tables.items()},
-            "statements": view_statements(*files),
-            "root": str(self.catalog.store.root), "memory_limit": self.memory_limit, "threads": int(self.threads),
+            "files": files, "root": str(self.catalog.store.root),
+            "memory_limit": self.memory_limit, "threads": int(self.threads),
         }
 
     def _ready_worker(self) -> WorkerProcess:
-        """A live worker whose connection matches the catalog as other processes change it.
-
-        One short read-only open of catalog.duckdb reads its (generation, version) and what must be
-        re-read: the views are rebuilt when a file list changed (generation: a commit, an ingest, a
-        rebuild; files already checked are not re-read), the tables re-copied on any other write.
-        """
+        """A live worker whose connection matches the catalog, from one short read-only open of it:
+        rebuilt when the file lists changed (generation: a commit, an ingest, a rebuild; the worker
+        checks only new files' footers, see storage.views), the tables re-copied when anything else
+        was written (version)."""
         build_deadline = time.monotonic() + float(get_setting("sql_max_time_limit_s"))
         if self._worker is None or not self._worker.alive:
             self._worker = WorkerProcess(self.memory_bound)
@@ -353,14 +348,13 @@ class Sandbox:
         cat = self.catalog
         try:
             tables, files = None, None
-            with cat._reading():
+            with cat._reading():  # one read-only open for the state and whatever must be re-read
                 generation, version = cat.state()
                 rebuild = self._generation != generation
                 if rebuild:
                     tables, files = cat.snapshot_tables(), cat.view_files()
                 elif self._version != version:
                     tables = cat.snapshot_tables(_LIVE_TABLES)
-            # built after the catalog is closed again: checking new files' footers holds no lock
             if rebuild:
                 self._answer(self._worker.call(("build", self._plan(tables, files)), build_deadline))
             elif tables is not None:
