@@ -23,7 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -192,6 +192,8 @@ class Catalog:
                 self._local.files_changed = True
             return
         with self._lock:
+            if not self.store.catalog_path.exists():  # a new store, or the file was deleted / moved aside
+                self._schema_ok = False
             con = self._connect(read_only=False)
             self._local.con, self._local.writable, self._local.files_changed = con, True, files_changed
             try:

@@ -164,20 +164,37 @@ def rebuild_catalog(catalog: Catalog, *, quarantine: bool = False) -> RebuildRep
                     report.skipped.append(Problem("unknown", store.relative(shard), f"no job.json beside it in {store.relative(job_dir)}",
                                                   "restore job.json, or move the directory out of the store"))
                 continue
+            record = _json(spec_path, report)
+            if record is None:
+                continue
             report.counts["jobs"] += 1
-            report.counts["shards"] += _rebuild_job(con, store, spec_path, old_jobs, old_shards, skip, report)
-        for record in sorted(store.runs_dir.glob("*/run.json")):
-            catalog.register_run(json.loads(record.read_text()))
-            report.counts["runs"] += 1
+            report.counts["shards"] += _rebuild_job(con, store, spec_path, record, old_jobs, old_shards, skip, report)
+        for run_path in sorted(store.runs_dir.glob("*/run.json")):
+            run = _json(run_path, report)
+            if run is not None:
+                catalog.register_run(run)
+                report.counts["runs"] += 1
         for pointer in sorted((store.runs_dir / "_current").glob("*.json")):
-            p = json.loads(pointer.read_text())
+            p = _json(pointer, report)
+            if p is None:
+                continue
             con.execute("UPDATE runs SET is_current = (run_id = ?) WHERE dataset = ? AND student = ?",
                         [p["run_id"], p["dataset"], p["student"]])
     return report
 
 
-def _rebuild_job(con, store, spec_path: Path, old_jobs: dict, old_shards: set, skip, report: RebuildReport) -> int:
-    record = json.loads(spec_path.read_text())
+def _json(path: Path, report: RebuildReport) -> dict | None:
+    """A JSON record (job.json, run.json, a promotion pointer), or None and a listed problem when unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        report.skipped.append(Problem("unreadable", str(path), f"not readable JSON ({exc})",
+                                      "restore it from a backup; without it the job or run is not in the catalog"))
+        return None
+
+
+def _rebuild_job(con, store, spec_path: Path, record: dict, old_jobs: dict, old_shards: set, skip,
+                 report: RebuildReport) -> int:
     job_id = record["job_id"]
     total_shards = record.get("shards_total")
     done_rows = error_rows = 0

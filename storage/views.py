@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .schemas import DATASET_SCHEMA, RATIONALE_SCHEMA
 
-_CACHE: dict[str, tuple[tuple[int, int], str | None]] = {}
+_CACHE: dict[str, tuple[tuple[int, int], str | None, str | None]] = {}  # path -> (stamp, reason, schema)
 _CACHE_LOCK = threading.Lock()
 VIEWS = ("examples", "rationales", "rationale_tokens")
 
@@ -44,28 +44,33 @@ class ViewFile:
 def check_file(path: str | os.PathLike) -> str | None:
     """None when `path` is a readable Parquet file, else why not ("missing", "unreadable: ...").
 
-    Reads the footer only; healthy results are cached per (path, size, mtime_ns).
+    Reads the footer only; results are cached per (path, size, mtime_ns).
     """
-    path = str(path)
+    return _checked(str(path))[0]
+
+
+def _checked(path: str) -> tuple[str | None, str | None]:
+    """(reason or None, the file's Arrow schema as text or None), cached per (path, size, mtime_ns)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return "missing"
+        return "missing", None
     except OSError as exc:
-        return f"unreadable: {exc}"
+        return f"unreadable: {exc}", None
     stamp = (st.st_size, st.st_mtime_ns)
     with _CACHE_LOCK:
         hit = _CACHE.get(path)
     if hit is not None and hit[0] == stamp:
-        return hit[1]
+        return hit[1], hit[2]
     try:
-        pq.read_metadata(path)
+        schema = str(pq.read_metadata(path).schema.to_arrow_schema().remove_metadata())
         reason = None
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for truncated or foreign files
+        schema = None
         reason = f"unreadable ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
     with _CACHE_LOCK:
-        _CACHE[path] = (stamp, reason)
-    return reason
+        _CACHE[path] = (stamp, reason, schema)
+    return reason, schema
 
 
 def damaged_message(path: Path, reason: str, what: str) -> str:
@@ -99,45 +104,72 @@ def _guard(columns: list[tuple[str, str]], f: ViewFile, reason: str, what: str) 
     return f"SELECT {', '.join(cols)} FROM (SELECT 1) WHERE error({msg}) IS NULL"
 
 
-def _view(con, empty: str, files: list[ViewFile], what: str, union_by_name: bool) -> str:
-    columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {empty}").fetchall()]
-    healthy, branches = [], []
+_COLUMNS: dict[str, list[tuple[str, str]]] = {}
+
+
+def _columns(empty: str) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of an empty fallback table, from a scratch connection (computed once)."""
+    if empty not in _COLUMNS:
+        con = duckdb.connect(":memory:")
+        try:
+            create_empty_tables(con)
+            for table in ("_empty_examples", "_empty_rationales"):
+                _COLUMNS[table] = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        finally:
+            con.close()
+    return _COLUMNS[empty]
+
+
+def _view(empty: str, files: list[ViewFile], what: str) -> str:
+    groups: dict[str, list[Path]] = {}  # schema -> healthy files with it, in order
+    branches = []
     for f in files:
-        reason = check_file(f.path)
+        reason, schema = _checked(str(f.path))
         if reason is None:
-            healthy.append(f.path)
+            groups.setdefault(schema, []).append(f.path)
         else:
-            branches.append(_guard(columns, f, reason, what))
-    first = (f"SELECT * FROM read_parquet({_sql_list(healthy)}, union_by_name={str(union_by_name).lower()})" if healthy
-             else f"SELECT * FROM {empty}")
-    return " UNION ALL BY NAME ".join([first] + branches)
+            branches.append(_guard(_columns(empty), f, reason, what))
+    # One read_parquet per schema binds from its first file; the groups (older shard schema
+    # versions, datasets with different extra columns) are unioned by name, missing columns NULL.
+    healthy = [f"SELECT * FROM read_parquet({_sql_list(paths)})" for paths in groups.values()]
+    return " UNION ALL BY NAME ".join((healthy or [f"SELECT * FROM {empty}"]) + branches)
 
 
-def create_views(con: duckdb.DuckDBPyConnection, parts: list[ViewFile], shards: list[ViewFile], *,
-                 temp: bool = False) -> list[Path]:
-    """Create the three views on `con` (TEMP ones when `temp`, e.g. on a read-only catalog connection).
+def view_statements(parts: list[ViewFile], shards: list[ViewFile], *, temp: bool = False) -> list[str]:
+    """SQL creating the three views (TEMP ones when `temp`) over the files; the connection that runs
+    it needs the fallback tables of `create_empty_tables` first.
 
     parts: active dataset parts, keys {"dataset", "split"}; shards: committed shards, keys
-    {"job_id", "dataset", "shard_index"}. Returns the damaged files (missing or unreadable).
+    {"job_id", "dataset", "shard_index"}. Each file's footer is checked (`check_file`); a damaged
+    one becomes a guard branch (module docstring).
     """
     kind = "TEMP " if temp else ""
-    _create_empty_tables(con, kind)
-    damaged = [f.path for f in parts + shards if check_file(f.path) is not None]
-    # Dataset parts may differ in their extra columns: union them by name (reads every part's footer
-    # at bind time; parts are few). Shards all have RATIONALE_SCHEMA (storage.write_shard casts to it),
-    # so the rationales view binds from its first file alone: creating it costs O(1) file reads.
-    con.execute(f"CREATE OR REPLACE {kind}VIEW examples AS {_view(con, '_empty_examples', parts, 'dataset part', True)}")
-    con.execute(f"CREATE OR REPLACE {kind}VIEW rationales AS {_view(con, '_empty_rationales', shards, 'shard', False)}")
-    con.execute(
+    return [
+        f"CREATE OR REPLACE {kind}VIEW examples AS {_view('_empty_examples', parts, 'dataset part')}",
+        f"CREATE OR REPLACE {kind}VIEW rationales AS {_view('_empty_rationales', shards, 'shard')}",
         f"CREATE OR REPLACE {kind}VIEW rationale_tokens AS "
         "SELECT example_id, dataset, split, job_id, method, teacher_model, "
         "unnest(rationale) AS token, unnest(generate_series(1, len(rationale))) AS position "
-        "FROM rationales WHERE rationale IS NOT NULL AND len(rationale) > 0")
-    return damaged
+        "FROM rationales WHERE rationale IS NOT NULL AND len(rationale) > 0",
+    ]
 
 
-def _create_empty_tables(con: duckdb.DuckDBPyConnection, kind: str) -> None:
+def damaged_files(parts: list[ViewFile], shards: list[ViewFile]) -> list[Path]:
+    """The files of the views that are missing or unreadable now."""
+    return [f.path for f in parts + shards if check_file(f.path) is not None]
+
+
+def create_views(con: duckdb.DuckDBPyConnection, parts: list[ViewFile], shards: list[ViewFile], *,
+                 temp: bool = False) -> None:
+    """Create the fallback tables and the three views on `con` (TEMP ones on a read-only catalog connection)."""
+    create_empty_tables(con, temp=temp)
+    for stmt in view_statements(parts, shards, temp=temp):
+        con.execute(stmt)
+
+
+def create_empty_tables(con: duckdb.DuckDBPyConnection, *, temp: bool = False) -> None:
     """The typed empty tables the views fall back to (and take their column types from)."""
+    kind = "TEMP " if temp else ""
     con.register("__ex", DATASET_SCHEMA.empty_table())
     con.register("__ra", RATIONALE_SCHEMA.empty_table())
     try:

@@ -191,3 +191,20 @@ def test_threads_share_one_catalog_and_writes_are_not_lost(store):
         assert list(pool.map(work, range(24))) == ["succeeded"] * 24
     assert {j["job_id"]: j["status"] for j in a.jobs()} == {f"t{i}": "succeeded" for i in range(24)}
     assert a.version == b.version == 24 * 3  # each of the 72 writes bumped the shared counter once
+
+
+def test_rebuild_lists_an_unreadable_job_json_and_keeps_everything_else(catalog):
+    from storage.recovery import rebuild_catalog
+
+    for job_id in ("good", "bad"):
+        catalog.create_job(job_id, dataset="toy", split="test", spec={}, total_rows=10, shards_total=1)
+        table = rationale_table(_rows(10), dataset="toy", split="test", job_id=job_id, shard_index=0)
+        write_shard(catalog, table, dataset="toy", job_id=job_id, index=0)
+    bad = catalog.store.job_spec_path("toy", "bad")
+    bad.write_text('{"job_id": "bad", truncated')
+    catalog.store.catalog_path.unlink()
+    report = rebuild_catalog(catalog)
+    assert report.counts == {"datasets": 0, "jobs": 1, "shards": 1, "runs": 0}
+    assert [(p.kind, p.path) for p in report.skipped] == [("unreadable", str(bad))]
+    assert catalog.get_job("good")["status"] == "succeeded" and catalog.get_job("bad") is None
+    assert run_sql(catalog, "SELECT count(*) FROM rationales").rows == [(10,)]
