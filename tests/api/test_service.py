@@ -262,3 +262,22 @@ def test_insecure_no_auth_only_on_loopback(tmp_path):
                        text=True, cwd=REPO, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(REPO), "SALIENT_API_TOKENS": ""})
     assert r.returncode == 2 and "SALIENT_API_TOKENS" in r.stderr
+
+
+def test_openapi_property_run_finds_no_5xx(service, sub):
+    """Schemathesis generates requests for every operation of /openapi.json; none may get a 5xx."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert sub.get("/openapi.json").status_code == 200 and sub.get("/docs").status_code == 200
+    st = Path(sys.executable).with_name("schemathesis")
+    cmd = [str(st), "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
+           "--max-examples", "15", "--seed", "1", "--request-timeout", "30", "--workers", "2",
+           "-H", f"Authorization: Bearer {SUBMIT}", "--suppress-health-check", "all"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    tested = re.search(r"(\d+) passed", r.stdout)
+    assert tested and int(tested.group(1)) >= 15, r.stdout[-3000:]  # every operation was exercised
+    print(r.stdout[-1500:])
