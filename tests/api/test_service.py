@@ -281,3 +281,52 @@ def test_openapi_property_run_finds_no_5xx(service, sub):
     tested = re.search(r"(\d+) passed", r.stdout)
     assert tested and int(tested.group(1)) >= 15, r.stdout[-3000:]  # every operation was exercised
     print(r.stdout[-1500:])
+
+
+def salient(service, *args: str, token: str = SUBMIT, stdin: str | None = None):
+    import os
+    import subprocess
+    import sys
+
+    from service_server import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SALIENT_API": service.url, "SALIENT_API_TOKEN": token}
+    return subprocess.run([sys.executable, "-m", "api", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300, input=stdin)
+
+
+def test_cli_talks_to_the_service_with_api(service, sub, teacher, tmp_path):
+    """`salient --api URL` (here $SALIENT_API): the same commands and tables, over HTTP."""
+    rows = toy_rows(20, seed=7)
+    path = write_jsonl(tmp_path / "cli.jsonl", rows)
+    r = salient(service, "datasets", "add", "cli", str(path), "--split", "test")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split() == ["name", "split", "version", "rows", "status", "notes", "path"]
+    assert re.match(r"cli\s+test\s+\w{12}\s+20\s+added", r.stdout.splitlines()[2]), r.stdout
+    r = salient(service, "datasets", "ls")
+    assert r.returncode == 0 and re.search(r"^cli\s+test\s+\w+\s+20\s+jsonl\s+True\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$",
+                                           r.stdout, re.M), r.stdout
+
+    r = salient(service, "attribute", "--dataset", "cli", "--teacher", teacher, "--k", "2", "--max-new-tokens", "3",
+                "--shard-size", "5", "--actors", "1", "--wait")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (summary["status"], summary["done_rows"], summary["shards_done"]) == ("succeeded", 20, 4)
+    assert "4/4" in r.stderr  # the progress bar, fed by the events stream
+    job_id = summary["job_id"]
+
+    r = salient(service, "jobs", "ls", "--status", "succeeded")
+    assert r.returncode == 0 and re.search(rf"^{job_id}\s+cli\s+succeeded\s+20\s+20\s+0\s+4\s+4", r.stdout, re.M), r.stdout
+    r = salient(service, "jobs", "show", job_id)
+    assert r.returncode == 0 and f'"job_id": "{job_id}"' in r.stdout and re.search(r"^3\s+5\s+0\s+\d+\s+rationales/", r.stdout, re.M)
+    r = salient(service, "sql", f"SELECT count(*) AS n, count(DISTINCT example_id) AS d FROM rationales "
+                                f"WHERE job_id = '{job_id}'", "--format", "csv")
+    assert r.returncode == 0 and r.stdout.splitlines() == ["n,d", "20,20"], r.stdout + r.stderr
+    r = salient(service, "sql", "DELETE FROM jobs")
+    assert r.returncode == 2 and "refused" in r.stderr
+    r = salient(service, "models", "ls")
+    assert r.returncode == 0 and r.stdout.split()[:3] == ["run_id", "dataset", "student"]
+    r = salient(service, "attribute", "--dataset", "cli", "--teacher", teacher, token=READ)
+    assert r.returncode == 2 and "403" in r.stderr and "submit" in r.stderr
+    r = salient(service, "catalog", "rebuild")
+    assert r.returncode == 2 and "local store only" in r.stderr
