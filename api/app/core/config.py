@@ -26,7 +26,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SALIENT_", extra="ignore", validate_default=True)
 
     store: str | None = Field(None, description="Store root directory (default ./salient-data).")
-    host: str = Field("127.0.0.1", description="Address to bind; anything but 127.0.0.1 needs API tokens.")
+    host: str = Field("127.0.0.1", description="Address to bind (with --insecure-no-auth only 127.0.0.1).")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to bind (0 picks a free one).")
     api_tokens: str = Field("", description="Bearer tokens and their scopes: `tokA:read,tokB:read+submit`. "
                                             "Environment only (a flag would show in `ps`).")
