@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/salient --store ./salient-data demo
+	$(BIN)/salient --store ./salient-data demo --via-service
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
