@@ -50,6 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = settings.tokens()
     app.state.catalog = None
+    app.state.idempotency_keys = {}  # Idempotency-Key -> (job id, spec); routes/jobs.py
     app.state.metrics = Metrics(lambda: app.state.catalog)
     for module in (datasets, jobs, sql, rationales, models, system):
         app.include_router(module.router)

@@ -80,14 +80,20 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
     _validate(spec)
     body = spec.model_dump()
     if idempotency_key:
-        previous = catalog.find_job_by_idempotency_key(idempotency_key)
-        if previous is not None:
-            if _comparable(previous["spec"]) != _comparable(body):
-                raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for job {previous['job_id']} "
+        # A key names one job for good: its (job id, spec) is cached after the first catalog lookup.
+        known = request.app.state.idempotency_keys
+        if idempotency_key not in known:
+            previous = catalog.find_job_by_idempotency_key(idempotency_key)
+            if previous is not None:
+                known[idempotency_key] = (previous["job_id"], _comparable(previous["spec"]))
+        if idempotency_key in known:
+            job_id, stored = known[idempotency_key]
+            if stored != _comparable(body):
+                raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for job {job_id} "
                                          "with a different body: use a new key for a different job")
             response.status_code = 200
-            response.headers["Location"] = f"/v1/jobs/{previous['job_id']}"
-            return _job_body(catalog, previous)
+            response.headers["Location"] = f"/v1/jobs/{job_id}"
+            return _job_body(catalog, _found(catalog, job_id))
     try:
         existing = catalog.get_job(job_id_for(catalog, spec))
         if existing is None or existing["status"] == "failed":
