@@ -16,11 +16,13 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi.responses import JSONResponse
 
 from storage import Catalog
 from storage.ingest import FORMATS, IngestOptions, ingest
 
 from ..deps import get_catalog, require
+from ..templates import check_plain_template
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 _SAFE_NAME = "upload"
@@ -40,8 +42,6 @@ def upload_dataset(
     target_field: str | None = Form(None), choices_field: str | None = Form(None),
     catalog: Catalog = Depends(get_catalog),
 ):
-    from ..templates import check_plain_template
-
     filename = Path(file.filename or _SAFE_NAME).name or _SAFE_NAME
     try:
         if input_template:
@@ -64,8 +64,6 @@ def upload_dataset(
     body = [{"name": r.name, "split": r.split, "version": r.version, "rows": r.rows, "status": r.status,
              "notes": "; ".join(r.notes), "path": r.path} for r in results]
     if all(r.status == "unchanged" for r in results):
-        from fastapi.responses import JSONResponse
-
         return JSONResponse(body, status_code=200)
     return body
 

@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from attribution_worker.jobs import JobSpec
 from storage import Catalog
-from storage.catalog import JOB_STATES, TERMINAL_STATES
+from storage.catalog import JOB_STATES, TERMINAL_STATES, JobStateError
 
 from ..deps import get_catalog, get_dispatcher, get_settings, require
 from ..jsonable import jsonable
@@ -149,8 +149,6 @@ def cancel_job(job_id: str, catalog: Catalog = Depends(get_catalog), dispatcher=
         raise HTTPException(409, f"job {job_id} already ended {job['status']}; nothing to cancel")
     if job["status"] == "cancelling":
         return _job_body(catalog, job)
-    from storage.catalog import JobStateError
-
     try:
         return _job_body(catalog, dispatcher.cancel(job_id))
     except JobStateError as exc:
