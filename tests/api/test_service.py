@@ -170,11 +170,11 @@ def test_upload_over_the_size_limit_is_413(tmp_path):
 def test_bad_spec_422_names_the_field(sub, teacher):
     r = sub.post("/v1/jobs", json=spec("toy", teacher, k=0))
     assert r.status_code == 422
-    assert [e["loc"] for e in r.json()["detail"]] == [["body", "k"]]
+    assert [e["loc"][-1] for e in r.json()["detail"]] == ["k"]  # ["body", "k"] (or ["body", "engine", "k"])
     r = sub.post("/v1/jobs", json=spec("toy", teacher, bogus=1))
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "bogus"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "bogus"
     r = sub.post("/v1/jobs", json=spec("toy", teacher, method="nope"))
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "method"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "method"
     r = sub.post("/v1/jobs", json=spec("no_such_dataset", teacher))
     assert r.status_code == 422 and "no_such_dataset" in r.json()["detail"]
 
@@ -183,7 +183,7 @@ def test_template_with_attribute_lookup_is_refused(sub, teacher):
     for template in ("{input.__class__}", "{input} {input.__init__.__globals__}", "{input[0]}", "{input!r}"):
         r = sub.post("/v1/jobs", json=spec("toy", teacher, template=template))
         assert r.status_code == 422, (template, r.text)
-        assert r.json()["detail"][0]["loc"] == ["body", "template"]
+        assert "template" in json.dumps(r.json()["detail"]), r.text
     assert sub.get("/v1/jobs?status=queued").json()["items"] == []
 
 

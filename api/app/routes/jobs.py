@@ -41,10 +41,11 @@ def _validate(spec: JobSpec) -> None:
 
     from ..templates import check_plain_template
 
-    if spec.template is not None:
+    template = getattr(spec, "engine", spec).template  # JobSpec.engine.template once the engine options nest
+    if template is not None:
         try:
-            check_plain_template(spec.template, "template")
-            resolve_template(spec.template)
+            check_plain_template(template, "template")
+            resolve_template(template)
         except ValueError as exc:
             raise HTTPException(422, [{"loc": ["body", "template"], "msg": str(exc), "type": "value_error"}]) from None
 
