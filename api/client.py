@@ -154,12 +154,12 @@ def jobs_cancel(args) -> int:
 
 
 def attribute(args) -> int:
-    from api.commands.attribute import _ProgressBar, _spec
+    from api.commands.attribute import _ProgressBar, spec_from_args
 
     if args.resume:
         raise ValueError("--resume is local-only: with --api, POST the same spec again (the job id is derived "
                          "from it) and the service resumes the job")
-    spec, job_id = _spec(args, None)
+    spec, job_id = spec_from_args(args, None)
     if job_id:
         raise ValueError("--job-id is local-only: the service derives the job id from the spec")
     client = client_for(args)

@@ -19,7 +19,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -478,10 +478,3 @@ def shard_metadata(*, job_id: str, shard_index: int, rows: int, error_rows: int,
         "salient.error_rows": str(error_rows),
         "salient.created_at": _now().isoformat(),
     }
-
-
-def iter_batches(path: str | Path, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
-    """Stream a Parquet file in record batches (for trainers reading large shards)."""
-    import pyarrow.parquet as pq
-
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from storage import Catalog
-from storage.sql import check_statement
+from storage.sql import SQLRefused, check_statement, lock_down
 
 from .config import TrainConfig
 
@@ -91,14 +91,14 @@ def stream_rows(catalog: Catalog, paths: list[str], where: str | None = None, ba
     files = [str(catalog.store.absolute(p)) for p in paths]
     con = duckdb.connect(":memory:")
     try:
-        root = str(catalog.store.root).replace("'", "''") + "/"
-        con.execute(f"SET allowed_directories=['{root}']")
-        con.execute("SET enable_external_access=false")
-        con.execute("SET python_enable_replacements=false")
+        lock_down(con, catalog.store.root)  # the same lock-down as the SQL sandbox
         file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
         sql = f"SELECT {', '.join(COLUMNS)} FROM read_parquet({file_list}, union_by_name=true)"
         if where:
-            check_statement(f"SELECT 1 FROM t WHERE {where}")  # one SELECT, nothing else
+            try:
+                check_statement(f"SELECT 1 FROM t WHERE {where}")  # one SELECT, allowed functions only
+            except SQLRefused as exc:
+                raise ValueError(f"--where {where!r} refused: {exc}") from None
             sql += f" WHERE ({where})"
         try:
             reader = con.sql(sql).to_arrow_reader(batch_rows)

@@ -41,7 +41,7 @@ def print_rows(rows: list[dict] | Iterable[tuple], columns: list[str] | None = N
         for t in tuples:
             out.write(json.dumps(dict(zip(columns, t)), default=str) + "\n")
     elif fmt == "csv":
-        w = csv.writer(out)
+        w = csv.writer(out, lineterminator="\n")  # \n as DuckDB's CLI writes, not csv's default \r\n
         w.writerow(columns)
         w.writerows([[_cell(v) for v in t] for t in tuples])
     else:

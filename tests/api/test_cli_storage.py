@@ -57,6 +57,7 @@ def test_sql_formats_refusals_and_truncation(cli, shared_datasets):
     assert code == 0 and out.splitlines()[2].split() == ["test", "200"]
     code, out, _ = cli("sql", "SELECT example_id, target FROM examples ORDER BY source_index LIMIT 2", "--format", "csv")
     assert code == 0 and out.splitlines()[0] == "example_id,target" and len(out.splitlines()) == 3
+    assert "\r" not in out and out.endswith("\n")  # \n line ends, as DuckDB's CLI writes
     code, out, err = cli("sql", "SELECT * FROM range(100000)", "--format", "json", "--limit", "5")
     assert code == 0 and [json.loads(line)["range"] for line in out.splitlines()] == [0, 1, 2, 3, 4]
     assert "truncated: showing the first 5 rows" in err

@@ -22,7 +22,6 @@ from storage import Catalog
 from storage.ingest import FORMATS, IngestOptions, ingest
 
 from ..deps import get_catalog, require
-from ..templates import check_plain_template
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 _SAFE_NAME = "upload"
@@ -38,14 +37,12 @@ def upload_dataset(
     format: str = Form("auto", description=f"One of {', '.join(FORMATS)} (auto: by the file name's extension)."),
     split: str | None = Form(None, description="Split name of every row (default train)."),
     id_field: str | None = Form(None), input_field: str | None = Form(None),
-    input_template: str | None = Form(None, description="Plain `{field}` substitution, e.g. `{question} {context}`."),
+    input_template: str | None = Form(None, description="Plain `{field}` substitution, e.g. `{question} {context}` (storage.templates)."),
     target_field: str | None = Form(None), choices_field: str | None = Form(None),
     catalog: Catalog = Depends(get_catalog),
 ):
     filename = Path(file.filename or _SAFE_NAME).name or _SAFE_NAME
     try:
-        if input_template:
-            check_plain_template(input_template, "input_template")
         opts = IngestOptions(format=format, split=split or None, id_field=id_field or None,
                              input_field=input_field or None, input_template=input_template or None,
                              target_field=target_field or None, choices_field=choices_field or None)

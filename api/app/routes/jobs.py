@@ -37,14 +37,15 @@ def _comparable(spec: dict) -> dict:
 
 
 def _validate(spec: JobSpec) -> None:
-    from attribution_worker.templates import resolve_template
+    """A literal prompt template is plain `{input}` substitution (storage.templates), refused with 422 otherwise."""
+    from attribution_worker.templates import TEMPLATES, resolve_template
+    from storage.templates import check_template
 
-    from ..templates import check_plain_template
-
-    template = getattr(spec, "engine", spec).template  # JobSpec.engine.template once the engine options nest
+    template = spec.engine.template
     if template is not None:
         try:
-            check_plain_template(template, "template")
+            if template not in TEMPLATES:
+                check_template(template, fields=["input"])
             resolve_template(template)
         except ValueError as exc:
             raise HTTPException(422, [{"loc": ["body", "template"], "msg": str(exc), "type": "value_error"}]) from None

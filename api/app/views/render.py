@@ -68,8 +68,9 @@ def _page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<style>{_CSS}</style></head><body>{body}'
             '<p class="small">Shading: the unit\'s saliency score relative to the row\'s highest; '
-            'outlined words: the rationale (top-k). Comprehensiveness: log-prob drop without the rationale '
-            '(higher = more faithful); sufficiency: drop with the rationale alone (lower = more sufficient).</p>'
+            'outlined words: the rationale (top-k). Comprehensiveness: drop in the answer\'s probability without the '
+            'rationale (higher = more faithful); sufficiency: drop with the rationale alone (lower = more sufficient); '
+            'ERASER, DeYoung et al. 2020.</p>'
             '</body></html>')
 
 
