@@ -11,15 +11,19 @@ stop it stops dispatching and closes the catalog.
 """
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .core.config import ServiceSettings
 from .metrics import Metrics
 from .routes import datasets, jobs, models, rationales, sql, system
 
+_FLAG_IN_MESSAGE = re.compile(r"(?:Value error, )?--([a-z0-9][a-z0-9-]*):")
 API_DESCRIPTION = """salient's REST service: upload datasets, queue attribution jobs (idempotent, with
 server-sent progress events), query the rationale tables with read-only SQL, view saliency heatmaps,
 list and retrain student models. Send `Authorization: Bearer <token>`; tokens carry the scopes
@@ -54,6 +58,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.metrics = Metrics(lambda: app.state.catalog)
     for module in (datasets, jobs, sql, rationales, models, system):
         app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _field_named(request: Request, exc: RequestValidationError):
+        """422 whose `loc` ends with the field: model-level checks (AttributionConfig) say `--k: ...` in the message."""
+        errors = []
+        for e in exc.errors():
+            named = _FLAG_IN_MESSAGE.match(str(e.get("msg", "")))
+            if named and e.get("loc") and e["loc"][-1] != named.group(1).replace("-", "_"):
+                e = {**e, "loc": [*e["loc"], named.group(1).replace("-", "_")]}
+            errors.append(e)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     from storage.catalog import CatalogLocked
 
