@@ -1,11 +1,13 @@
 """Ray for attribution jobs: the job settings, connecting to a cluster, sizing the actor pool.
 
     from attribution_worker.cluster import connect, job_setting
-    started = connect()          # RAY_ADDRESS set: join that cluster; else start one on this machine
+    started = connect()          # RAY_ADDRESS set: join that cluster; else start a private one here
     ...
     if started: ray.shutdown()
 
-Local by default: `ray.init()` on this machine. An existing cluster: set RAY_ADDRESS
+Embedded by default: `ray.init(address="local")` starts a private Ray for this job on this
+machine (never an unrelated `ray start` cluster that happens to run here) and the job shuts it
+down. A cluster is joined only when asked: RAY_ADDRESS or `address=` (`--ray-address`)
 (`ray://head:10001` or `head:6379`) -- with token auth on (Ray's default for `ray start --head`)
 also RAY_AUTH_TOKEN. Every limit of a job is a named setting of the one registry (storage.settings; JOB_SETTINGS
 names them, STYLE.md 4): the
@@ -21,7 +23,7 @@ from storage.settings import SETTINGS, Setting, get_setting
 
 # The job settings live in the one registry (storage.settings.SETTINGS); these are their names.
 JOB_SETTING_NAMES = ("shard_size", "actors", "num_cpus_per_actor", "max_in_flight_per_actor", "max_retries",
-                     "poll_interval_s", "actor_start_timeout_s")
+                     "poll_interval_s", "actor_start_timeout_s", "driver_start_timeout_s")
 JOB_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.name in JOB_SETTING_NAMES)
 
 
@@ -35,8 +37,9 @@ def job_setting(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     """Make sure this process is a Ray driver; returns True when this call started or joined Ray.
 
-    address: a cluster address; None reads RAY_ADDRESS, and without it a local cluster starts here
-    (num_cpus caps its CPUs; None lets Ray count them). Already initialised: nothing happens (False).
+    address: a cluster address to join; None reads RAY_ADDRESS, and without it a private local Ray
+    starts here (`address="local"`: a cluster already running on this machine is not joined;
+    num_cpus caps its CPUs, None lets Ray count them). Already initialised: nothing happens (False).
     """
     import ray
 
@@ -46,7 +49,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
 
 

@@ -157,7 +157,10 @@ def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,
     if not todo and job["status"] == "succeeded":  # re-running a finished job is a no-op
         return {**base, "status": "succeeded", "committed_now": 0, "retries": 0, "seconds": 0.0, "rows_per_s": None,
                 "actor_nodes": []}
-    catalog.mark_running(job_id)
+    if job["status"] == "cancelling" or not _start(catalog, job_id):  # cancelled before its driver started
+        job = catalog.mark_cancelled(job_id, "cancelled before it started")
+        return {**base, "status": "cancelled", "committed_now": 0, "retries": 0, "seconds": 0.0, "rows_per_s": None,
+                "actor_nodes": []}
     runner = _Runner(catalog, spec, job_id, table, config, todo, n_shards, progress)
     started = False
     try:
@@ -173,6 +176,19 @@ def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,
             import ray
 
             ray.shutdown()
+
+
+def _start(catalog: Catalog, job_id: str) -> bool:
+    """queued/failed/running -> running; False when a cancel request (`jobs cancel`) came first."""
+    from storage import JobStateError
+
+    try:
+        catalog.mark_running(job_id)
+        return True
+    except JobStateError:
+        if catalog.get_job(job_id)["status"] == "cancelling":
+            return False
+        raise
 
 
 class _Runner:

@@ -45,6 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
             "DuckDB threads of the SQL sandbox."),
     Setting("sql_max_query_chars", 100_000,
             "Longest SQL text the sandbox accepts."),
+    Setting("catalog_lock_timeout_s", 30.0,
+            "Seconds an operation waits for catalog.duckdb while another process writes it; then CatalogLocked."),
     Setting("parquet_row_group_size", 64_000,
             "Rows per Parquet row group in dataset parts written by `salient datasets add`."),
     Setting("ingest_max_line_bytes", 16 * 1024 * 1024,
@@ -71,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds the driver waits for a finished shard before it checks for cancellation again."),
     Setting("actor_start_timeout_s", 300.0,
             "Seconds an actor may take to be placed and load the teacher before the job fails."),
+    Setting("driver_start_timeout_s", 120.0,
+            "Seconds `salient attribute` (no --wait) watches its background driver; a driver that exits "
+            "before the job runs marks the job failed with its log's last lines."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -13,6 +13,21 @@ from .parquet_io import write_parquet_atomic
 from .schemas import RATIONALE_SCHEMA
 
 
+def conform(table: pa.Table) -> pa.Table:
+    """`table` in RATIONALE_SCHEMA's column order and types; nullable columns it lacks (a writer of an
+    older schema version) are added as nulls. A missing required column raises naming it."""
+    columns = []
+    for field in RATIONALE_SCHEMA:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name))
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise ValueError(f"shard table lacks the required column {field.name!r} of the rationale schema "
+                             f"(storage.schemas.RATIONALE_SCHEMA)")
+    return pa.Table.from_arrays(columns, names=RATIONALE_SCHEMA.names).cast(RATIONALE_SCHEMA)
+
+
 def write_shard(catalog: Catalog, table: pa.Table, *, dataset: str, job_id: str, index: int) -> dict:
     """Write `table` (RATIONALE_SCHEMA) as shard `index` of `job_id` and commit it.
 
@@ -20,7 +35,7 @@ def write_shard(catalog: Catalog, table: pa.Table, *, dataset: str, job_id: str,
     shard had already been committed (the file is then left as it was).
     """
     if table.schema.remove_metadata() != RATIONALE_SCHEMA.remove_metadata():
-        table = table.select(list(RATIONALE_SCHEMA.names)).cast(RATIONALE_SCHEMA)
+        table = conform(table)
     if index in catalog.committed_shards(job_id):
         path = catalog.store.shard_path(dataset, job_id, index)
         return {"path": catalog.store.relative(path), "rows": table.num_rows, "error_rows": 0, "bytes": 0, "committed": False}

@@ -2,8 +2,10 @@
 
 User SQL never runs on the catalog's own connection, nor in the caller's process. A sandbox is a
 worker process (storage.sql_worker) holding a separate in-memory DuckDB database with copies of
-the catalog tables (datasets, jobs, shards, runs) and the views examples / rationales /
-rationale_tokens over the store's Parquet files, locked down with
+the catalog tables (datasets, jobs, shards, runs), read in one read-only open of catalog.duckdb
+(user SQL never writes it), and the views examples / rationales / rationale_tokens built there
+over the catalog's file lists (storage.views: a damaged file makes only the queries that read it
+fail), locked down with
 
 * a statement allowlist checked by DuckDB's own parser (`duckdb.extract_statements`): one
   statement, of type SELECT (which covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
@@ -46,7 +48,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .catalog import Catalog, create_empty_tables, view_statements
+from .catalog import Catalog
+from .views import ViewFile, create_views
 from .settings import get_setting
 from .sql_worker import WorkerKilled, WorkerProcess
 
@@ -61,7 +64,7 @@ TABLE_FUNCTIONS = frozenset({
 """Table functions user SQL may call; Parquet readers see only the store (allowed_directories)."""
 REFUSED_FUNCTIONS = frozenset({"write_log", "setseed", "nextval", "setval", "currval"})
 """Scalar functions with effects beyond their result (DuckDB's has_side_effects, less the harmless random/uuid)."""
-_LIVE_TABLES = ("jobs", "runs")
+_LIVE_TABLES = ("datasets", "jobs", "shards", "runs")
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\b", re.IGNORECASE)
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -278,9 +281,7 @@ class WorkerState:
         try:
             for name, data in plan["tables"].items():
                 _copy_table(con, name, _from_ipc(data))
-            create_empty_tables(con)
-            for stmt in plan["statements"]:
-                con.execute(stmt)
+            create_views(con, *plan["files"])  # checks new files' footers here, in the worker
             lock_down(con, plan["root"], memory_limit=plan["memory_limit"], threads=plan["threads"])
         except BaseException:
             con.close()
@@ -327,30 +328,38 @@ class Sandbox:
             raise RuntimeError("the catalog of this SQL sandbox was closed and collected; open a new Catalog")
         return cat
 
-    def _plan(self) -> dict:
-        """What the worker needs to build its connection: catalog tables as Arrow IPC and the view SQL."""
-        cat = self.catalog
+    def _plan(self, tables: dict, files) -> dict:
+        """What the worker needs to build its connection: catalog tables as Arrow IPC and the view files."""
         return {
-            "tables": {name: _ipc(table) for name, table in cat.snapshot_tables().items()},
-            "statements": view_statements(cat.store, cat.dataset_parts(), cat.shard_paths()),
-            "root": str(cat.store.root), "memory_limit": self.memory_limit, "threads": int(self.threads),
+            "tables": {name: _ipc(table) for name, table in tables.items()},
+            "files": files, "root": str(self.catalog.store.root),
+            "memory_limit": self.memory_limit, "threads": int(self.threads),
         }
 
     def _ready_worker(self) -> WorkerProcess:
-        """A live worker whose connection matches the catalog: rebuilt when the file lists changed
-        (catalog.generation); jobs and runs re-copied when any other write happened (catalog.version)."""
+        """A live worker whose connection matches the catalog, from one short read-only open of it:
+        rebuilt when the file lists changed (generation: a commit, an ingest, a rebuild; the worker
+        checks only new files' footers, see storage.views), the tables re-copied when anything else
+        was written (version)."""
         build_deadline = time.monotonic() + float(get_setting("sql_max_time_limit_s"))
         if self._worker is None or not self._worker.alive:
             self._worker = WorkerProcess(self.memory_bound)
             self._generation = None
+        cat = self.catalog
         try:
-            if self._generation != self.catalog.generation:
-                self._generation, self._version = self.catalog.generation, self.catalog.version
-                self._answer(self._worker.call(("build", self._plan()), build_deadline))
-            elif self._version != self.catalog.version:
-                self._version = self.catalog.version
-                tables = {n: _ipc(self.catalog.arrow(f"SELECT * FROM {n}")) for n in _LIVE_TABLES}
-                self._answer(self._worker.call(("replace", tables), build_deadline))
+            tables, files = None, None
+            with cat._reading():  # one read-only open for the state and whatever must be re-read
+                generation, version = cat.state()
+                rebuild = self._generation != generation
+                if rebuild:
+                    tables, files = cat.snapshot_tables(), cat.view_files()
+                elif self._version != version:
+                    tables = cat.snapshot_tables(_LIVE_TABLES)
+            if rebuild:
+                self._answer(self._worker.call(("build", self._plan(tables, files)), build_deadline))
+            elif tables is not None:
+                self._answer(self._worker.call(("replace", {n: _ipc(t) for n, t in tables.items()}), build_deadline))
+            self._generation, self._version = generation, version
         except BaseException:
             self._drop_worker()
             raise

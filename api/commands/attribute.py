@@ -4,10 +4,12 @@
     salient attribute --resume job-cqa-1a2b3c4d5e6f --wait        # skips committed shards
     RAY_ADDRESS=head:6379 salient attribute --dataset cqa --teacher ./teacher --actors 8 --wait
 
-Ray is local by default (`ray.init()` here) or the cluster named by RAY_ADDRESS. Without --wait the
-job row is created (queued) and a background driver (`salient attribute --resume ID --wait`) is
-started on this machine; it holds the catalog until the job ends, and writes its log beside the
-job's shards (driver.log). Ctrl-C stops a --wait job; committed shards stay and --resume goes on.
+Ray is embedded by default (a private `ray.init(address="local")` for the job, shut down after
+it); a cluster is joined only when asked: RAY_ADDRESS or --ray-address. Without --wait the job
+row is created (queued) and a background driver (`salient attribute --resume ID --wait`) is
+started on this machine, logging beside the job's shards (driver.log); this command watches it
+until the job runs (driver_start_timeout_s) and marks the job failed, with the log's last lines,
+if the driver exits first. Ctrl-C stops a --wait job; committed shards stay and --resume goes on.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ from .common import open_catalog
 def register(sub) -> None:
     from attribution_worker.spec import add_spec_arguments
 
-    p = sub.add_parser("attribute", help="attribute a dataset as a Ray job (local Ray, or RAY_ADDRESS)")
+    p = sub.add_parser("attribute", help="attribute a dataset as a Ray job (private local Ray, or RAY_ADDRESS)")
     p.add_argument("--resume", metavar="JOB_ID", help="resume this job with its stored spec (runtime flags may change)")
     p.add_argument("--job-id", default=None,
                    help="job id (default: derived from the dataset and settings); re-running the same id resumes it")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else a private local Ray for the job)")
     p.add_argument("--wait", action="store_true",
                    help="drive the job in this process with a progress bar (default: start a background driver)")
     add_spec_arguments(p, ray=True)
@@ -63,26 +67,62 @@ def cmd_attribute(args) -> int:
         spec, job_id = spec_from_args(args, cat)
         if not args.wait:
             job, spec, _ = prepare_job(cat, spec, job_id)
-            log = cat.store.job_dir(spec.dataset, job["job_id"]) / "driver.log"
-            store = str(cat.store.root)
-        else:
-            bar = _ProgressBar()
-            try:
-                summary = run_job(cat, spec, job_id=job_id, progress=bar)
-            except JobFailed as exc:
-                bar.close()
-                print(f"salient: job failed: {exc}", file=sys.stderr)
-                return 1
-            finally:
-                bar.close()
-            print(json.dumps({k: v for k, v in summary.items()}, default=str))
-            return 0
-    # background driver: started after this process let go of the catalog
-    cmd = [sys.executable, "-m", "api", "--store", store, "attribute", "--resume", job["job_id"], "--wait"]
+            return _start_driver(cat, args, job, spec)
+        bar = _ProgressBar()
+        try:
+            summary = run_job(cat, spec, job_id=job_id, progress=bar, address=args.ray_address)
+        except JobFailed as exc:
+            bar.close()
+            print(f"salient: job failed: {exc}", file=sys.stderr)
+            return 1
+        except BaseException as exc:
+            _fail_if_queued(cat, job_id, exc)
+            raise
+        finally:
+            bar.close()
+        print(json.dumps({k: v for k, v in summary.items()}, default=str))
+        return 0
+
+
+def _fail_if_queued(cat, job_id: str | None, exc: BaseException) -> None:
+    """A driver that stops before its job runs must not leave it queued forever."""
+    job = cat.get_job(job_id) if job_id else None
+    if job is not None and job["status"] in ("queued", "cancelling"):
+        cat.mark_failed(job_id, f"the driver stopped before the job ran: {type(exc).__name__}: {exc}"[:1000])
+
+
+def _start_driver(cat, args, job: dict, spec) -> int:
+    """Start `salient attribute --resume ID --wait` in its own session; watch it until the job leaves
+    `queued` (or driver_start_timeout_s). A driver that exits first fails the job with its log's tail."""
+    import time
+
+    from attribution_worker.cluster import job_setting
+
+    job_id = job["job_id"]
+    log = cat.store.job_dir(spec.dataset, job_id) / "driver.log"
+    cmd = [sys.executable, "-m", "api", "--store", str(cat.store.root), "attribute", "--resume", job_id, "--wait"]
+    if args.ray_address:
+        cmd += ["--ray-address", args.ray_address]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    print(json.dumps({"job_id": job["job_id"], "status": "queued", "driver_pid": proc.pid, "log": str(log)}))
-    return 0
+    deadline = time.monotonic() + job_setting("driver_start_timeout_s")
+    status = "queued"
+    while time.monotonic() < deadline:
+        status = cat.get_job(job_id)["status"]
+        if status != "queued":
+            break
+        if proc.poll() is not None:  # exited without taking the job
+            status = cat.get_job(job_id)["status"]
+            if status == "queued":
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+                cat.mark_failed(job_id, f"the background driver (pid {proc.pid}) exited with code {proc.returncode} "
+                                        f"before the job ran: {tail}; fix the cause and run "
+                                        f"`salient attribute --resume {job_id}`"[:1000])
+                status = "failed"
+            break
+        time.sleep(0.2)
+    print(json.dumps({"job_id": job_id, "status": status, "driver_pid": proc.pid, "log": str(log)}))
+    return 1 if status == "failed" else 0
 
 
 class _ProgressBar:

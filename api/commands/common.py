@@ -11,7 +11,8 @@ from storage import Catalog, Store
 
 
 def open_catalog(args) -> Catalog:
-    """The catalog of --store (embedded mode: this process is the one writer)."""
+    """The catalog of --store. It holds no connection: each operation opens catalog.duckdb briefly,
+    so this command runs beside job drivers, trainers and the service on the same store."""
     return Catalog.open(Store.open(args.store))
 
 
