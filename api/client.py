@@ -149,7 +149,9 @@ def jobs_show(args) -> int:
 
 def jobs_cancel(args) -> int:
     job = client_for(args).request("POST", f"/v1/jobs/{args.job_id}/cancel").json()
-    print(json.dumps({k: job[k] for k in ("job_id", "status", "shards_done", "shards_total", "message")}, default=str))
+    note = ("the job's driver stops at its next poll and marks it cancelled; committed shards stay"
+            if job["status"] == "cancelling" else job.get("message") or "")
+    print(json.dumps({"job_id": job["job_id"], "status": job["status"], "note": note}))
     return 0
 
 

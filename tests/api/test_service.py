@@ -332,8 +332,6 @@ def test_cli_talks_to_the_service_with_api(service, sub, teacher, tmp_path):
     assert r.returncode == 2 and "local store only" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the retrain child needs the shared store (a catalog per operation): "
-                                       "CatalogLocked until the store-share branch is merged; drop this mark then")
 def test_retrain_runs_in_its_own_process_and_is_idempotent_per_snapshot(service, sub):
     """Needs a job's shards on `toy` (test_upload_submit_events_sql_and_view ran first in this module)."""
     body = {"dataset": "toy", "config": {"student": "tiny", "train_split": "test", "test_split": None, "steps": 4,
@@ -356,3 +354,30 @@ def test_retrain_runs_in_its_own_process_and_is_idempotent_per_snapshot(service,
     assert second["status"] == "skipped" and first["run_id"] in second["reason"]
     bad = sub.post("/v1/retrain", json={"dataset": "toy", "config": {"stepz": 3}})
     assert bad.status_code == 422 and "stepz" in bad.json()["detail"]
+
+
+def test_cli_with_api_prints_what_the_local_command_prints(service, sub, teacher, tmp_path):
+    """One set of commands, two transports: the local commands read the store the service writes (shared store)."""
+    import os
+    import subprocess
+    import sys
+
+    from service_server import REPO
+
+    rows = toy_rows(12, seed=9)
+    assert upload(sub, tmp_path, "same", rows).status_code == 201
+    job_id = sub.post("/v1/jobs", json=spec("same", teacher)).json()["job_id"]
+    assert follow_events(sub, job_id)[-1]["status"] == "succeeded"
+    env = {k: v for k, v in os.environ.items() if k not in ("SALIENT_API", "SALIENT_API_TOKEN")}
+    env["PYTHONPATH"] = str(REPO)
+    for args in (["datasets", "ls"], ["jobs", "ls"], ["models", "ls"],
+                 ["sql", f"SELECT example_id, rationale, rationale_text, teacher_correct FROM rationales "
+                         f"WHERE job_id = '{job_id}' ORDER BY example_id"],
+                 ["sql", "SELECT dataset, count(*) AS n FROM rationales GROUP BY dataset ORDER BY dataset", "--format", "json"]):
+        remote = salient(service, *args)
+        local = subprocess.run([sys.executable, "-m", "api", "--store", str(service.store), *args], capture_output=True,
+                               text=True, cwd=REPO, env=env, timeout=300)
+        assert remote.returncode == local.returncode == 0, (args, remote.stderr, local.stderr)
+        assert remote.stdout == local.stdout, args
+    r = salient(service, "jobs", "cancel", job_id)
+    assert r.returncode == 2 and "already ended succeeded" in r.stderr

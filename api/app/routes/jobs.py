@@ -58,8 +58,7 @@ def _job_body(catalog: Catalog, job: dict, shards: bool = False) -> dict:
     started, finished = job.get("started_at"), job.get("finished_at")
     body["seconds"] = (finished - started).total_seconds() if started and finished else None
     if shards:
-        body["shards"] = catalog.query('SELECT "index", rows, error_rows, bytes, path, created_at FROM shards '
-                                       'WHERE job_id = ? ORDER BY "index"', [job["job_id"]])
+        body["shards"] = catalog.job_shards(job["job_id"])
     return jsonable(body)
 
 
