@@ -274,7 +274,7 @@ def test_openapi_property_run_finds_no_5xx(service, sub):
     assert sub.get("/openapi.json").status_code == 200 and sub.get("/docs").status_code == 200
     st = Path(sys.executable).with_name("schemathesis")
     cmd = [str(st), "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
-           "--max-examples", "15", "--seed", "1", "--request-timeout", "30", "--workers", "2",
+           "--max-examples", "15", "--seed", "1", "--request-timeout", "30", "--workers", "1",  # 2 workers hit a CPython ast.parse thread bug inside hypothesis
            "-H", f"Authorization: Bearer {SUBMIT}", "--suppress-health-check", "all"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
