@@ -31,7 +31,7 @@ system-deps:
 	fi
 
 demo: $(BIN)/.installed
-	$(BIN)/salient --store ./salient-data demo
+	$(BIN)/salient --store ./salient-data demo --via-service
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "api.commands.sql",
     "api.commands.train",
     "api.commands.demo",
+    "api.commands.serve",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
@@ -36,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", default=None,
         help="store root directory (default: $SALIENT_STORE, else ./salient-data)",
     )
+    parser.add_argument(
+        "--api", default=os.environ.get("SALIENT_API") or None, metavar="URL",
+        help="talk to a running `salient serve` at URL instead of the local store ($SALIENT_API; token: "
+             "$SALIENT_API_TOKEN): datasets add|ls, attribute, jobs ls|show|cancel, sql, models ls",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -49,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.api:
+            from api.client import remote_command
+
+            return int(remote_command(args)(args) or 0)
         return int(args.func(args) or 0)
     except CatalogLocked as exc:
         print(f"salient: {exc}", file=sys.stderr)

@@ -104,12 +104,14 @@ def load_spec(catalog: Catalog, job_id: str, **runtime) -> JobSpec:
     return stored.model_copy(update={k: v for k, v in runtime.items() if v is not None and k in RUNTIME_FIELDS})
 
 
-def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> tuple[dict, JobSpec, DatasetRows]:
+def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None, *,
+                idempotency_key: str | None = None) -> tuple[dict, JobSpec, DatasetRows]:
     """Create the job row (queued) or find it to resume; returns (job row, effective spec, dataset rows).
 
     Every executor (Ray: run_job, in-process: local.run_local) starts here, so the job id, the
     pinned dataset versions and the resume checks are the same on every path. The rows are not
-    loaded: DatasetRows reads one shard at a time.
+    loaded: DatasetRows reads one shard at a time. idempotency_key (the service's `Idempotency-Key`
+    header) is stored on a newly created row.
 
     A resumed job keeps its stored output fields (only RUNTIME_FIELDS may change) and must see the
     same number of rows; a cancelled job is not resumed.
@@ -121,7 +123,7 @@ def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> t
     n_rows = table.num_rows
     n_shards = (n_rows + spec.shard_size - 1) // spec.shard_size
     job = catalog.create_job(job_id, dataset=spec.dataset, split=spec.split, spec=spec.model_dump(),
-                             total_rows=n_rows, shards_total=n_shards)
+                             total_rows=n_rows, shards_total=n_shards, idempotency_key=idempotency_key)
     if job["total_rows"] != n_rows:
         raise ValueError(f"job {job_id} was created over {job['total_rows']} rows but {spec.dataset} now has {n_rows} "
                          "(a new dataset version?): start a new --job-id")

@@ -15,11 +15,22 @@ def register(sub) -> None:
     p.add_argument("--rows", type=int, default=400, help="e-SNLI validation rows to attribute (default 400)")
     p.add_argument("--teacher-steps", type=int, default=1200, help="teacher fitting steps (default 1200)")
     p.add_argument("--student-steps", type=int, default=150, help="student training steps (default 150)")
+    p.add_argument("--via-service", action="store_true",
+                   help="start the REST service in this process and drive the demo over HTTP (api/demo_service.py)")
+    p.add_argument("--report", type=Path, default=Path("demo-report.html"),
+                   help="--via-service: where to write the HTML report (default demo-report.html)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
     from api.demo import default_datasets_dir, run_demo
+
+    if args.via_service:
+        from api.demo_service import run_service_demo
+
+        run_service_demo(args.store, datasets_dir=args.datasets_dir or default_datasets_dir(), rows=args.rows,
+                         teacher_steps=args.teacher_steps, student_steps=args.student_steps, report=args.report)
+        return 0
 
     with open_catalog(args) as cat:
         run_demo(cat, datasets_dir=args.datasets_dir or default_datasets_dir(), rows=args.rows,

@@ -1,0 +1,183 @@
+"""The demo through the service: `salient demo --via-service` (what `make demo` runs).
+
+    salient --store ./salient-data demo --via-service [--report demo-report.html]
+
+Starts the REST service in this process (uvicorn in a thread, 127.0.0.1, a free port, no tokens)
+and drives it over HTTP like any client, printing the time of each stage:
+1. uploads the shared DSS split files (CQA, SVAMP, e-SNLI, ANLI r1) with POST /v1/datasets;
+2. builds and fits the small e-SNLI teacher (a library call, as in api/demo.py: there is no REST
+   endpoint for building models);
+3. submits the attribution job with POST /v1/jobs (an Idempotency-Key) and follows its events;
+4. answers SQL with POST /v1/sql;
+5. distills the student next to a label-only baseline (the same call as api/demo.py's stage 5, on the
+   service's catalog) and lists the registry with GET /v1/models;
+then writes `demo-report.html`: sample saliency heatmaps and the faithfulness summary from the job
+viewer (GET /v1/jobs/{id}/view), and the student table.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from html import escape
+from pathlib import Path
+from typing import Callable
+
+from api.demo import DSS_DATASETS
+
+
+class InProcessService:
+    """The app under uvicorn in a daemon thread of this process; `.catalog` is the app's catalog."""
+
+    def __init__(self, store: str):
+        import uvicorn
+
+        from api.app.core.config import ServiceSettings
+        from api.app.main import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.app = create_app(ServiceSettings(store=store, insecure_no_auth=True, host="127.0.0.1", port=port,
+                                              dispatcher_poll_s=0.2, events_poll_s=0.3))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning"))
+        self.url = f"http://127.0.0.1:{port}"
+        self.thread = threading.Thread(target=self.server.run, name="salient-demo-service", daemon=True)
+
+    def __enter__(self) -> "InProcessService":
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process service did not start (see the log above)")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def catalog(self):
+        return self.app.state.catalog
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+
+
+def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher_steps: int = 1200,
+                     student_steps: int = 150, fit_rows_n: int = 3000, report: Path = Path("demo-report.html"),
+                     say: Callable[[str], None] = print) -> dict:
+    from api.client import ServiceClient
+    from attribution_worker.local import dataset_rows
+    from attribution_worker.tiny import build_tiny_teacher
+    from attribution_worker.tiny_train import train_tiny_teacher
+    from student_trainer.config import TrainConfig
+    from student_trainer.run import run_training
+
+    if not datasets_dir.is_dir():
+        raise FileNotFoundError(f"{datasets_dir} not found: pass --datasets-dir or set SALIENT_SHARED_DATASETS")
+    if rows < 40:
+        raise ValueError(f"--rows {rows} is too small for a train/validation split: use at least 40")
+    times: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def stage(name: str, t0: float) -> None:
+        times[name] = round(time.perf_counter() - t0, 1)
+        say(f"   ({times[name]} s)")
+
+    say("== starting the service in this process")
+    t0 = time.perf_counter()
+    with InProcessService(store) as service:
+        client = ServiceClient(service.url)
+        say(f"   {service.url} (OpenAPI at {service.url}/docs)")
+        stage("start service", t0)
+
+        say("== 1/5 upload the shared datasets (POST /v1/datasets)")
+        t0 = time.perf_counter()
+        for name, folder, fmt in DSS_DATASETS:
+            for file in sorted((datasets_dir / folder).glob(f"{folder}_*.json")):
+                with file.open("rb") as fh:
+                    parts = client.request("POST", "/v1/datasets", data={"name": name, "format": fmt},
+                                           files={"file": (file.name, fh)}, timeout=None).json()
+                for part in parts:
+                    say(f"   {name:6s} {part['split']:6s} {part['rows']:6d} rows  {part['status']}")
+        stage("1 upload", t0)
+
+        say("== 2/5 build and fit a small teacher (from a config, no download)")
+        t0 = time.perf_counter()
+        catalog = service.catalog
+        teacher_dir = catalog.store.root / "demo" / "teacher-t5"
+        if not (teacher_dir / "config.json").exists():
+            fit_rows = dataset_rows(catalog, "esnli", split="test", limit=fit_rows_n)
+            job_rows = dataset_rows(catalog, "esnli", split="valid", limit=rows)
+            texts = [r["input"] + " " + r["target"] for r in fit_rows + job_rows]
+            build_tiny_teacher(teacher_dir, kind="seq2seq", texts=texts, d_model=64, layers=2, heads=4, seed=0)
+            stats = train_tiny_teacher(teacher_dir, [(r["input"], r["target"]) for r in fit_rows], template="nli",
+                                       steps=teacher_steps, batch_size=32, lr=1e-3, seed=0)
+            say(f"   fitted on {len(fit_rows)} rows in {stats['seconds']} s (train accuracy {stats['train_accuracy']:.2f})")
+        say(f"   teacher: {teacher_dir}")
+        stage("2 teacher", t0)
+
+        say(f"== 3/5 attribution job over REST (POST /v1/jobs, GET /v1/jobs/{{id}}/events): {rows} e-SNLI rows")
+        t0 = time.perf_counter()
+        spec = {"dataset": "esnli", "split": "valid", "teacher": str(teacher_dir), "method": "saliency", "k": 3,
+                "limit": rows, "shard_size": max(10, rows // 4), "actors": 1}
+        resp = client.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": str(uuid.uuid4())})
+        job_id = resp.json()["job_id"]
+        say(f"   {resp.status_code} {resp.headers.get('Location')}")
+        last = resp.json()
+        for event in client.events(job_id):
+            last = event
+            say(f"   {event['status']}: {event['shards_done']}/{event['shards_total']} shards, "
+                f"{event['done_rows']}/{event['total_rows']} rows")
+        if last["status"] != "succeeded":
+            raise RuntimeError(f"job {job_id} ended {last['status']}: {last.get('message')}")
+        stage("3 attribute", t0)
+
+        say("== 4/5 SQL over REST (POST /v1/sql)")
+        t0 = time.perf_counter()
+        queries = {
+            "top rationale words": "SELECT token, count(*) AS n FROM rationale_tokens GROUP BY token ORDER BY n DESC LIMIT 8",
+            "faithfulness": "SELECT count(*) AS rows, round(avg(comprehensiveness), 3) AS comprehensiveness, "
+                            "round(avg(sufficiency), 3) AS sufficiency, "
+                            f"round(avg(teacher_correct::INT), 3) AS teacher_accuracy FROM rationales WHERE job_id = '{job_id}'",
+        }
+        for title, sql in queries.items():
+            result = client.request("POST", "/v1/sql", json={"query": sql}).json()
+            say(f"   -- {title} ({result['elapsed_ms']} ms): {sql}")
+            say("   " + " | ".join(result["columns"]))
+            for row in result["rows"]:
+                say("   " + " | ".join("" if v is None else str(v) for v in row))
+        stage("4 sql", t0)
+
+        say("== 5/5 distill a tiny student from the shards, next to a label-only baseline")
+        t0 = time.perf_counter()
+        cfg = TrainConfig(dataset="esnli", job=job_id, student="tiny", train_split="valid", test_split=None,
+                          steps=student_steps, eval_every=50, compare_baseline=True, seeds=[0], progress=False)
+        run = run_training(catalog, cfg)
+        variants = run["metrics"]["variants"]
+        for name, v in variants.items():
+            say(f"   {name:8s} validation accuracy {v['val_accuracy']['mean']:.3f}")
+        models = client.request("GET", "/v1/models", params={"dataset": "esnli"}).json()
+        say(f"   run {run['run_id']} (promoted: {run['promoted']}); GET /v1/models lists {len(models)} run(s)")
+        stage("5 student", t0)
+
+        job_view = client.request("GET", f"/v1/jobs/{job_id}/view").text
+        client.close()
+    times["total"] = round(time.perf_counter() - t_all, 1)
+    report = Path(report)
+    report.write_text(_report_html(job_view, variants, run, times))
+    say(f"== done in {times['total']} s; report: {report.resolve()}")
+    say("   stage times: " + ", ".join(f"{k} {v} s" for k, v in times.items()))
+    return {"job_id": job_id, "run_id": run["run_id"], "times": times, "report": str(report)}
+
+
+def _report_html(job_view: str, variants: dict, run: dict, times: dict) -> str:
+    """The job viewer page with the student table and stage times added before its closing body tag."""
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{v['val_accuracy']['mean']:.3f}</td></tr>"
+                   for name, v in variants.items())
+    extra = (f"<h2>Students</h2><table class='meta'><tr><th>model</th><th>validation accuracy</th></tr>{rows}</table>"
+             f"<p>run {escape(run['run_id'])}, promoted: {escape(str(run['promoted']))}</p>"
+             "<h2>Stage times</h2><table class='meta'>"
+             + "".join(f"<tr><td>{escape(k)}</td><td>{v} s</td></tr>" for k, v in times.items()) + "</table>")
+    return job_view.replace("<title>", "<title>salient demo: ", 1).replace("</body>", extra + "</body>", 1)
+

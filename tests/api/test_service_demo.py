@@ -1,0 +1,19 @@
+"""The demo through the service (`salient demo --via-service`) at a small size: every stage over HTTP, the report."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.slow
+def test_service_demo_runs_every_stage_and_writes_the_report(tmp_path, shared_datasets):
+    from api.demo_service import run_service_demo
+
+    lines: list[str] = []
+    report = tmp_path / "demo-report.html"
+    out = run_service_demo(str(tmp_path / "store"), datasets_dir=shared_datasets, rows=40, teacher_steps=10,
+                           student_steps=10, fit_rows_n=100, report=report, say=lines.append)
+    assert set(out["times"]) == {"start service", "1 upload", "2 teacher", "3 attribute", "4 sql", "5 student", "total"}
+    html = report.read_text()
+    assert html.count('class="heat"') == 12 and 'class="rationale"' in html
+    assert "mean comprehensiveness" in html and "Students" in html and "<script" not in html
+    assert any(line.strip().startswith("succeeded: 4/4 shards, 40/40 rows") for line in lines), lines
