@@ -33,7 +33,7 @@ system-deps:
 demo: $(BIN)/.installed
 	$(BIN)/salient --store ./salient-data demo --via-service
 
-test: $(BIN)/.installed
+test: system-deps $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
