@@ -45,7 +45,7 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
                 "config": cfg.to_dict(), "snapshot": snapshot, "is_current": False, "created_at": created}
     record_run(catalog, {**base_row, "status": "running"})
     tokenizer = tokenizer_for(cfg.student, cfg.tokenizer, data.texts(), saved=run_dir / "work" / "tokenizer")
-    tokenizer.save_pretrained(run_dir / "work" / "tokenizer")
+    save_model(None, tokenizer, run_dir / "work" / "tokenizer")
     variants = {"student": cfg.label_weight}
     if cfg.compare_baseline:
         variants["baseline"] = 1.0

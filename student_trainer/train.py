@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from storage.parquet_io import atomic_write
 
 from .config import TrainConfig
 from .data import Data, Example
@@ -125,8 +126,10 @@ def step_loss(model, tokenizer, batch: list[Example], a: float, cfg: TrainConfig
     label_loss = task_loss(model, tokenizer, [e.predict_input for e in batch], [e.label for e in batch], cfg, device)
     parts = {"label_loss": float(label_loss.detach())}
     with_rationale = [e for e in batch if e.rationale]
-    if a >= 1.0 or not with_rationale:
+    if a >= 1.0:
         return label_loss, parts
+    if not with_rationale:  # the label term keeps its weight a: a batch without rationales is not a baseline step
+        return a * label_loss, parts
     rationale_loss = task_loss(model, tokenizer, [e.explain_input for e in with_rationale],
                                [e.rationale for e in with_rationale], cfg, device)
     parts["rationale_loss"] = float(rationale_loss.detach())
@@ -134,17 +137,8 @@ def step_loss(model, tokenizer, batch: list[Example], a: float, cfg: TrainConfig
 
 
 def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
 
 
 def evaluate_split(model, tokenizer, examples: list[Example], cfg: TrainConfig, device, autocast) -> float:
