@@ -41,6 +41,7 @@ import torch  # noqa: E402
 
 from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
+from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
@@ -103,32 +104,20 @@ def train_variants(cat, dataset: str, args, *, oracle_dataset: str | None, oracl
 
 
 # ------------------------------------------------------------------ (a) planted cue
-def planted_examples(n: int, rng: random.Random, args, split: str) -> list[dict]:
-    classes = [f"class{c}" for c in range(args.classes)]
-    out = []
-    for i in range(n):
-        c = rng.randrange(args.classes)
-        cue = f"cue{c}x{rng.randrange(args.cues)}"
-        words = [f"w{rng.randrange(args.fillers)}" for _ in range(args.words - 1)]
-        words.insert(rng.randrange(args.words), cue)
-        out.append({"example_id": f"{split}-{i}", "input": " ".join(words), "target": classes[c], "choices": None,
-                    "split": split, "cue": cue})
-    return out
-
-
 def run_planted(args, cat: Catalog, log) -> list[dict]:
     from attribution_worker.engine import AttributionConfig, AttributionEngine
     from attribution_worker.tiny import build_tiny_teacher
     from attribution_worker.tiny_train import train_tiny_teacher
 
+    task = PlantedTask(classes=args.classes, cues=args.cues, words=args.words, fillers=args.fillers)
     rng = random.Random(args.data_seed)
-    teacher_rows = planted_examples(args.teacher_train, rng, args, "teacher")
-    splits = {"train": planted_examples(args.n_train, rng, args, "train"),
-              "valid": planted_examples(args.n_val, rng, args, "valid"),
-              "test": planted_examples(args.n_test, rng, args, "test")}
-    vocab = [f"w{i}" for i in range(args.fillers)] + [f"cue{c}x{j}" for c in range(args.classes) for j in range(args.cues)]
+    teacher_rows = planted_examples(task, args.teacher_train, rng, "teacher")
+    splits = {"train": planted_examples(task, args.n_train, rng, "train"),
+              "valid": planted_examples(task, args.n_val, rng, "valid"),
+              "test": planted_examples(task, args.n_test, rng, "test")}
+    vocab = task.vocabulary
     tdir = Path(tempfile.mkdtemp(prefix="planted-teacher-"))
-    labels = [f"class{c}" for c in range(args.classes)]
+    labels = task.labels
     path = build_tiny_teacher(tdir / "teacher", kind="classifier", texts=vocab + labels, d_model=32, layers=2, heads=2,
                               seed=0, labels=labels)
     t = time.perf_counter()
