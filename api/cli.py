@@ -5,7 +5,7 @@ sets `func` (called with the parsed args; returns an exit code). Modules only pa
 and call the libraries.
 
 Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input (the message says the fix),
-3 the catalog is locked by another process.
+3 catalog.duckdb stayed locked by another process past catalog_lock_timeout_s.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from storage import CatalogLocked
+    from storage import CatalogCorrupt, CatalogLocked
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogLocked as exc:
         print(f"salient: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except CatalogCorrupt as exc:
+        print(f"salient: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ValueError, FileNotFoundError) as exc:
         print(f"salient: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -38,17 +38,19 @@ class _TeacherActor:
 
         return time.process_time()
 
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of this actor process (MB, VmHWM): for the bounded-memory benchmark."""
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
     def attribute_shard(self, rows: list[dict], *, dataset: str, split: str | None, job_id: str, shard_index: int):
         """rows: dataset rows (example_id, input, target, choices, split) -> a RATIONALE_SCHEMA pyarrow.Table."""
-        from storage import rationale_table
+        from .shard import attribute_shard
 
-        out = self.engine.attribute(rows)
-        for row, ex in zip(out, rows):
-            row["split"] = ex.get("split") or split or "train"
-        return rationale_table(out, dataset=dataset, split=split or "train", job_id=job_id, shard_index=shard_index)
+        return attribute_shard(self.engine, rows, dataset=dataset, split=split, job_id=job_id, shard_index=shard_index)
 
 
 # max_restarts=0: the job runner restarts a dead actor itself, so it knows which shards to retry.

@@ -14,98 +14,38 @@ attribute(examples) -> list[dict]
     reads, tokenizer failure, target=gold without a target, non-finite score, ...).
 
 Per example: input_text = template.format(input=row["input"]); the explained answer is the gold
-target (target="gold"), else the best-scoring choice when the row has choices (score_choices), else
-the teacher's greedy answer; its log p is attributed to the input words (units.py) by `method`
-(methods.py); the top-k words in input order are the rationale; comprehensiveness / sufficiency /
-gold_overlap are measured when `faithfulness` is on (faithfulness.py). Rows are sorted by length
-and batched by `token_budget` (batching.py); a batch that fails is retried one row at a time so
-one bad row cannot fail its neighbours.
+target (target="gold"), else the best-scoring choice when the row has choices (score_choices; a
+multiple-choice teacher always picks among the choices), else the teacher's greedy answer (torch,
+or vLLM with answers="vllm"); its log p is attributed to the input words (units.py) by `method`
+(methods.py); the top-k words in input order are the rationale. Also per row: ERASER
+comprehensiveness / sufficiency / AOPC and gold_overlap when `faithfulness` is on
+(faithfulness.py); the IG completeness error and steps (rows above max_ig_error are refined); the
+teacher's distribution over labels or choices (answer_choices / answer_probs). Rows are sorted by
+length and batched by `token_budget` (batching.py); a batch that fails is retried one row at a
+time so one bad row cannot fail its neighbours.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from storage.schemas import PROVENANCE_COLUMNS, RATIONALE_COLUMNS
+
 from .batching import length_batches, pad
-from .faithfulness import comprehensiveness_sufficiency, gold_overlap
-from .constants import BASELINES, DTYPES, GRADIENT_METHODS, METHODS, TARGETS
+from .config import AttributionConfig  # noqa: F401  (re-exported: engine.AttributionConfig)
+from .faithfulness import FAITHFULNESS_COLUMNS, faithfulness, gold_overlap
+from .constants import GRADIENT_METHODS, IG_DEFAULTS
 from .methods import gradient_scores, occlusion_scores, score_sequences
-from .teachers import load_teacher
+from .teachers import Teacher, load_teacher, pack_choices
 from .templates import Template, resolve_template
 from .units import Units, aggregate, top_k, word_units
 
-
-@dataclass
-class AttributionConfig:
-    """One attribution run's settings; saved beside its shards (to_dict)."""
-
-    teacher: str
-    """Hugging Face id or local path of the teacher (seq2seq, causal LM or sequence classifier)."""
-    method: str = "saliency"
-    """saliency | input_x_gradient | integrated_gradients | occlusion (methods.py)."""
-    k: int = 5
-    """Rationale size: the k highest-scoring input words, kept in input order."""
-    target: str = "teacher"
-    """teacher: explain the teacher's own answer; gold: explain the dataset's target."""
-    template: str = "generic"
-    """Prompt template: cqa | svamp | nli | generic (templates.py), or a literal string with {input}."""
-    token_budget: int = 4096
-    """Max padded tokens per batch (rows x longest row); also bounds occlusion / faithfulness batches."""
-    max_new_tokens: int = 32
-    """Greedy generation length limit for the teacher's answer."""
-    n_steps: int = 16
-    """Integrated gradients: number of Gauss-Legendre steps between the baseline and the input."""
-    faithfulness: bool = True
-    """Measure comprehensiveness, sufficiency and gold_overlap per row (2 extra forward rows per example)."""
-    device: str | None = None
-    """cuda | cpu | cuda:N; None picks cuda when available, else cpu."""
-    dtype: str = "auto"
-    """auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (autocast, CUDA only)."""
-    max_input_tokens: int | None = None
-    """Longest input (tokens, template included) a row may have; None: the teacher's own maximum."""
-    score_choices: bool = True
-    """Rows with choices: explain the choice with the highest log p instead of the generated answer."""
-    baseline: str = "zero"
-    """Integrated gradients baseline for the input words: zero | pad (embedding); template tokens stay."""
-    ig_steps_per_pass: int | None = None
-    """Integrated gradients: scaled copies per forward/backward pass; None runs all n_steps at once."""
-    extra: dict = field(default_factory=dict)
-    """Free-form provenance saved with the config (not read by the engine)."""
-
-    def __post_init__(self):
-        def bad(name, msg):
-            raise ValueError(f"--{name.replace('_', '-')}: {msg}")
-
-        if not isinstance(self.teacher, str) or not self.teacher.strip():
-            bad("teacher", "give a Hugging Face id or a local path")
-        if self.method not in METHODS:
-            bad("method", f"{self.method!r} is not one of {', '.join(METHODS)}")
-        if not isinstance(self.k, int) or self.k < 1:
-            bad("k", f"{self.k!r}: the rationale size must be an integer >= 1")
-        if self.target not in TARGETS:
-            bad("target", f"{self.target!r} is not one of {', '.join(TARGETS)}")
-        resolve_template(self.template)  # raises naming the template
-        for name in ("token_budget", "max_new_tokens", "n_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)!r}: must be an integer >= 1")
-        if self.dtype not in DTYPES:
-            bad("dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.dtype == "bf16" and (self.device or "").startswith("cpu"):
-            bad("dtype", "bf16 autocast is used on CUDA only; use fp32 (or auto) on the CPU")
-        if self.max_input_tokens is not None and self.max_input_tokens < 1:
-            bad("max_input_tokens", "must be >= 1 or None")
-        if self.baseline not in BASELINES:
-            bad("baseline", f"{self.baseline!r} is not one of {', '.join(BASELINES)}")
-        if self.ig_steps_per_pass is not None and self.ig_steps_per_pass < 1:
-            bad("ig_steps_per_pass", "must be >= 1 or None")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+# The columns the engine fills: every rationale column but the provenance ones.
+ENGINE_COLUMNS = tuple(c for c in RATIONALE_COLUMNS if c not in PROVENANCE_COLUMNS)
 
 
 @dataclass
@@ -127,12 +67,23 @@ def _norm(text: str | None) -> str:
 class AttributionEngine:
     """Loads the teacher once; `attribute(examples)` returns rationale rows (see module docstring)."""
 
-    def __init__(self, config: AttributionConfig, teacher=None):
+    def __init__(self, config: AttributionConfig, teacher: Teacher | None = None):
         self.config = config
-        self.template: Template = resolve_template(config.template)
+        self.template: Template = resolve_template(config.template or "generic")
         self.teacher = teacher or load_teacher(
             config.teacher, device=config.device, dtype=config.dtype, max_input_tokens=config.max_input_tokens)
         self.teacher_name = config.teacher
+        self.answerer = None
+        if config.answers == "vllm":
+            if self.teacher.kind != "causal":
+                raise ValueError(f"--answers vllm: vLLM generates for decoder-only teachers; {config.teacher} is "
+                                 f"{self.teacher.kind}: use --answers torch")
+            from .vllm_answers import VLLMAnswers
+
+            self.answerer = VLLMAnswers(config.teacher, max_new_tokens=config.max_new_tokens, eos_id=self.teacher.eos_id)
+        default_baseline, default_steps = IG_DEFAULTS[self.teacher.kind]
+        self.ig_baseline = default_baseline if config.baseline == "auto" else config.baseline
+        self.ig_steps = config.n_steps or default_steps
 
     # ------------------------------------------------------------------ public
     def attribute(self, examples: list[dict]) -> list[dict]:
@@ -174,72 +125,134 @@ class AttributionEngine:
         if not units.words:
             raise ValueError("input has no attributable words")
         gold = None
+        if self.teacher.kind == "multiple_choice":
+            choices = ex.get("choices")
+            if not choices:
+                raise ValueError("a multiple-choice teacher needs the row's choices; this row has none")
+            longest = max(len(self.teacher.choice_ids(str(c))) for c in choices) + 1  # + [SEP]
+            if len(ids) + longest > limit:
+                raise ValueError(f"question is {len(ids)} tokens and the longest choice {longest}; the teacher reads "
+                                 f"at most {limit} per (question, choice) pair (shorten the input or the choices)")
         if self.config.target == "gold":
             if ex.get("target") in (None, ""):
                 raise ValueError("target=gold but the row has no target")
-            gold = self.teacher.answer_ids(str(ex["target"]), input_text)
+            if self.teacher.kind == "multiple_choice":
+                norm = [_norm(c) for c in ex["choices"]]
+                if _norm(ex["target"]) not in norm:
+                    raise ValueError(f"target {ex['target']!r} is not one of the row's choices {ex['choices']}")
+                gold = [norm.index(_norm(ex["target"]))]  # the choice index
+            else:
+                gold = self.teacher.answer_ids(str(ex["target"]), input_text)
+        if self.teacher.kind == "causal":  # the answer is appended to the prompt: both share the positions
+            if gold is not None:
+                longest, what = len(gold), "the gold answer is"
+            elif self.config.score_choices and ex.get("choices"):
+                longest = max(len(self.teacher.answer_ids(str(c), input_text)) for c in ex["choices"])
+                what = "the longest choice is"
+            else:
+                longest, what = self.config.max_new_tokens, "the answer may be (--max-new-tokens)"
+            if len(ids) + longest > limit:
+                raise ValueError(f"prompt is {len(ids)} tokens and {what} {longest}; the decoder-only teacher reads "
+                                 f"at most {limit} tokens of prompt plus answer (shorten the input, lower "
+                                 "--max-new-tokens or set --max-input-tokens)")
         return _Prepared(index, ex, input_text, start, end, ids, units, gold)
 
-    def _answers(self, group: list[_Prepared], ids, mask) -> tuple[list[list[int]], list[str]]:
-        """The explained answer per row: token ids and text."""
+    def _answers(self, group: list[_Prepared], ids, mask) -> "_Answers":
+        """The explained answer per row (token ids, text), its log p where already computed, and the
+        teacher's distribution over a closed answer set (labels or choices) where there is one."""
         cfg, teacher = self.config, self.teacher
-        answers: list = [None] * len(group)
-        texts: list = [None] * len(group)
-        to_generate, pairs, owners = [], [], []
+        n = len(group)
+        out = _Answers([None] * n, [None] * n, np.full(n, np.nan), [None] * n, [None] * n)
+        if teacher.kind == "multiple_choice":  # one forward scores every (question, choice) pair
+            choice_ids = [[teacher.choice_ids(str(c)) for c in p.example["choices"]] for p in group]
+            choice_lp = teacher.choice_logprobs(ids, mask, choice_ids).double().cpu().numpy()
+            for r, p in enumerate(group):
+                lp = choice_lp[r, : len(choice_ids[r])]
+                chosen = p.gold[0] if p.gold is not None else int(lp.argmax())
+                out.ids[r] = pack_choices(chosen, choice_ids[r])
+                out.texts[r] = str(p.example["choices"][chosen])
+                out.logp[r] = lp[chosen]
+                out.choices[r], out.probs[r] = [str(c) for c in p.example["choices"]], _softmax(lp)
+            return out
+        for r, p in enumerate(group):
+            if p.gold is not None:
+                out.ids[r], out.texts[r] = p.gold, str(p.example["target"])
+        if teacher.kind == "classifier":  # one forward gives every label's log p
+            class_lp = teacher.class_logprobs(ids, mask).double().cpu().numpy()
+            labels = teacher.labels()
+            for r in range(n):
+                if out.ids[r] is None:
+                    out.ids[r] = [int(class_lp[r].argmax())]
+                    out.texts[r] = teacher.decode(out.ids[r])
+                out.logp[r] = class_lp[r, out.ids[r][0]]
+                out.choices[r], out.probs[r] = labels, _softmax(class_lp[r])
+            return out
+        pairs, owners = [], []
         for r, p in enumerate(group):
             choices = p.example.get("choices")
-            if p.gold is not None:
-                answers[r], texts[r] = p.gold, str(p.example["target"])
-            elif cfg.score_choices and choices and teacher.kind != "classifier":
+            if cfg.score_choices and choices:
                 for c in choices:  # every choice of every row in one batched scoring pass
                     pairs.append((p.ids, teacher.answer_ids(str(c), p.input_text), str(c)))
                     owners.append(r)
-            else:
-                to_generate.append(r)
         if pairs:
             lp = score_sequences(teacher, [q[0] for q in pairs], [q[1] for q in pairs], cfg.token_budget)
-            best: dict[int, int] = {}
-            for j, r in enumerate(owners):  # first best choice wins ties
-                if r not in best or lp[j] > lp[best[r]]:
-                    best[r] = j
-            for r, j in best.items():
-                answers[r], texts[r] = pairs[j][1], pairs[j][2]
+            for r in sorted(set(owners)):
+                js = [j for j, o in enumerate(owners) if o == r]
+                best = max(js, key=lambda j: (lp[j], -j))  # first best choice wins ties
+                out.choices[r] = [pairs[j][2] for j in js]
+                out.probs[r] = _softmax(lp[js])
+                if out.ids[r] is None:
+                    out.ids[r], out.texts[r] = pairs[best][1], pairs[best][2]
+                    out.logp[r] = lp[best]  # no second forward for occlusion / faithfulness
+        to_generate = [r for r in range(n) if out.ids[r] is None]
         if to_generate:
-            sub = torch.tensor(to_generate, device=ids.device)
-            generated = teacher.generate(ids.index_select(0, sub), mask.index_select(0, sub), cfg.max_new_tokens)
-            for r, ans in zip(to_generate, generated):
-                answers[r], texts[r] = ans, teacher.decode(ans)
-        return answers, texts
+            if self.answerer is not None:  # vLLM on the same prompt token ids
+                generated = self.answerer.generate([group[r].ids for r in to_generate])
+            else:
+                sub = torch.tensor(to_generate, device=ids.device)
+                generated = teacher.generate(ids.index_select(0, sub), mask.index_select(0, sub), cfg.max_new_tokens)
+            for r, ans in zip(to_generate, generated):  # exactly the generated tokens are explained
+                out.ids[r], out.texts[r] = ans, teacher.decode(ans)
+        return out
 
     def _run_batch(self, group: list[_Prepared]) -> list[dict]:
         cfg, teacher = self.config, self.teacher
         seqs = [p.ids for p in group]
         ids, mask = pad(seqs, teacher.pad_id, teacher.padding_side, teacher.device)
-        answers, texts = self._answers(group, ids, mask)
+        ans = self._answers(group, ids, mask)
+        answers = ans.ids
         width = ids.shape[1]
         offsets = [width - len(s) if teacher.padding_side == "left" else 0 for s in seqs]
         unit_mask = torch.zeros_like(mask, dtype=torch.bool)
         for r, p in enumerate(group):
             unit_mask[r, offsets[r]: offsets[r] + len(p.ids)] = torch.tensor(p.units.unit_mask(), dtype=torch.bool)
-        full_logp = None
+        full_logp = ans.logp.copy()
+        ig_error, ig_steps = [None] * len(group), [None] * len(group)
         if cfg.method in GRADIENT_METHODS:
             ans_ids, ans_mask = teacher.answer_tensors(answers)
-            token_scores, logp = gradient_scores(
+            result = gradient_scores(
                 teacher, cfg.method, ids, mask, ans_ids, ans_mask, unit_mask,
-                n_steps=cfg.n_steps, baseline=cfg.baseline, steps_per_pass=cfg.ig_steps_per_pass)
-            token_scores = token_scores.cpu().numpy()
+                n_steps=self.ig_steps, baseline=self.ig_baseline, steps_per_pass=cfg.ig_steps_per_pass,
+                token_budget=cfg.token_budget)
+            if cfg.method == "integrated_gradients":
+                result = self._refine_ig(result, ids, mask, ans_ids, ans_mask, unit_mask)
+                ig_error = [float(e) if np.isfinite(e) else None for e in result.completeness_error()]
+                ig_steps = [int(x) for x in result.steps]
+            token_scores = result.scores.cpu().numpy()
             unit_scores = [aggregate(token_scores[r, offsets[r]:], p.units) for r, p in enumerate(group)]
-            if logp is not None:
-                full_logp = logp.double().cpu().numpy()
-        if full_logp is None:
-            full_logp = score_sequences(teacher, seqs, answers, cfg.token_budget)
+            if result.logp is not None:
+                full_logp = result.logp.double().cpu().numpy()
+        missing = [r for r in range(len(group)) if not np.isfinite(full_logp[r])]
+        if missing:  # rows whose log p no earlier pass computed
+            full_logp[missing] = score_sequences(teacher, [seqs[r] for r in missing], [answers[r] for r in missing],
+                                                 cfg.token_budget)
         if cfg.method == "occlusion":
             unit_scores = occlusion_scores(teacher, seqs, [p.units for p in group], answers, full_logp, cfg.token_budget)
         rationales = [top_k(s, cfg.k) for s in unit_scores]
-        comp, suff = [None] * len(group), [None] * len(group)
+        faith = [dict.fromkeys(FAITHFULNESS_COLUMNS) for _ in group]
         if cfg.faithfulness:
-            comp, suff = comprehensiveness_sufficiency(
-                teacher, seqs, [p.units for p in group], rationales, answers, full_logp, cfg.token_budget)
+            faith = faithfulness(teacher, seqs, [p.units for p in group], unit_scores, rationales, answers, full_logp,
+                                 cfg.token_budget)
         rows = []
         for r, p in enumerate(group):
             scores = unit_scores[r]
@@ -249,26 +262,49 @@ class AttributionEngine:
             target = p.example.get("target")
             rat = rationales[r]
             rows.append({
+                **dict.fromkeys(ENGINE_COLUMNS),
                 "example_id": self._example_id(p.example),
                 "input_text": p.input_text,
                 "target_text": None if target is None else str(target),
                 "teacher_model": self.teacher_name,
                 "method": cfg.method,
-                "teacher_output": texts[r],
-                "teacher_correct": (None if target is None or cfg.target == "gold" else _norm(texts[r]) == _norm(target)),
+                "teacher_output": ans.texts[r],
+                "teacher_correct": (None if target is None or cfg.target == "gold" else _norm(ans.texts[r]) == _norm(target)),
                 "tokens": list(p.units.words),
                 "spans": [{"start": s, "end": e} for s, e in p.units.spans],
                 "scores": [float(x) for x in scores],
                 "rationale": [p.units.words[i] for i in rat],
                 "rationale_text": " ".join(p.units.words[i] for i in rat),
-                "error": None,
                 "teacher_logprob": float(full_logp[r]),
-                "comprehensiveness": comp[r],
-                "sufficiency": suff[r],
+                "teacher_prob": math.exp(float(full_logp[r])),
+                **faith[r],
                 "gold_overlap": (gold_overlap(p.input_text, p.start, p.end, None if target is None else str(target),
                                               p.units.spans, rat) if cfg.faithfulness else None),
+                "ig_completeness_error": ig_error[r],
+                "ig_steps": ig_steps[r],
+                "answer_choices": ans.choices[r],
+                "answer_probs": None if ans.probs[r] is None else [float(x) for x in ans.probs[r]],
             })
         return rows
+
+    def _refine_ig(self, result, ids, mask, ans_ids, ans_mask, unit_mask):
+        """Rows whose completeness error exceeds max_ig_error are re-run with doubled steps (up to ig_max_steps)."""
+        cfg = self.config
+        if cfg.max_ig_error is None:
+            return result
+        steps = self.ig_steps
+        while True:
+            err = result.completeness_error()
+            bad = [r for r in range(len(err)) if not (err[r] <= cfg.max_ig_error) and result.steps[r] < cfg.ig_max_steps]
+            if not bad:
+                return result
+            steps = min(cfg.ig_max_steps, max(result.steps[r] for r in bad) * 2)
+            sub = torch.tensor(bad, device=ids.device)
+            pick = lambda t: t.index_select(0, sub.to(t.device))  # noqa: E731
+            again = gradient_scores(self.teacher, cfg.method, pick(ids), pick(mask), pick(ans_ids), pick(ans_mask),
+                                    pick(unit_mask), n_steps=steps, baseline=self.ig_baseline,
+                                    steps_per_pass=cfg.ig_steps_per_pass, token_budget=cfg.token_budget)
+            result.replace_rows(bad, again)
 
     # ------------------------------------------------------------------ rows
     @staticmethod
@@ -281,9 +317,26 @@ class AttributionEngine:
         target = ex.get("target")
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
         return {
+            **dict.fromkeys(ENGINE_COLUMNS),
             "example_id": self._example_id(ex), "input_text": input_text if input_text is not None else str(ex.get("input") or ""),
             "target_text": None if target is None else str(target), "teacher_model": self.teacher_name,
-            "method": self.config.method, "teacher_output": None, "teacher_correct": None, "tokens": None,
-            "spans": None, "scores": None, "rationale": None, "rationale_text": None, "error": message[:500],
-            "teacher_logprob": None, "comprehensiveness": None, "sufficiency": None, "gold_overlap": None,
+            "method": self.config.method, "error": message[:500],
         }
+
+
+@dataclass
+class _Answers:
+    """Per row of a batch: answer token ids, answer text, known log p (nan: not computed yet),
+    answer_choices and answer_probs (None: free generation)."""
+
+    ids: list
+    texts: list
+    logp: np.ndarray
+    choices: list
+    probs: list
+
+
+def _softmax(logp) -> np.ndarray:
+    x = np.asarray(logp, dtype=np.float64)
+    e = np.exp(x - x.max())
+    return e / e.sum()

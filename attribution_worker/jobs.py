@@ -1,7 +1,7 @@
 """Attribution jobs on Ray: a dataset cut into shards, attributed by a pool of TeacherActors.
 
     from attribution_worker.jobs import JobSpec, run_job
-    spec = JobSpec(dataset="cqa", split="train", teacher="google/flan-t5-xl", k=5, shard_size=1000)
+    spec = JobSpec(dataset="cqa", split="train", engine={"teacher": "google/flan-t5-xl", "k": 5}, shard_size=1000)
     summary = run_job(catalog, spec)                 # blocks; this process is the driver
     summary = run_job(catalog, spec, job_id=summary["job_id"])   # resume: committed shards are skipped
 
@@ -21,85 +21,16 @@ and commits it, which keeps the job's progress counts current. Job life (DESIGN.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import deque
 from typing import Any, Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from storage import Catalog, write_shard
 
-from .cluster import JOB_SETTINGS, actor_options, cluster_gpus, connect, job_setting
-from .constants import METHODS, TARGETS
-from .local import dataset_format, dataset_table
+from .cluster import actor_options, cluster_gpus, connect, job_setting
+from .rows import DatasetRows, dataset_format
+from .spec import RUNTIME_FIELDS, JobSpec  # noqa: F401  (JobSpec is re-exported: jobs.JobSpec)
 from .templates import template_for_format
-
-_HELP = {s.name: s.help for s in JOB_SETTINGS}
-# Fields that only change how a job runs, not what it writes: they may differ when a job is resumed
-# and are left out of the derived job id.
-RUNTIME_FIELDS = ("actors", "num_cpus_per_actor", "max_in_flight_per_actor", "max_retries", "actor_resources")
-
-
-class JobSpec(BaseModel):
-    """One attribution job, stored as the job row's `spec` (and job.json beside its shards)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = Field(description="An ingested dataset name (`salient catalog show`).")
-    split: str | None = Field(None, description="One split; None attributes every split of the dataset.")
-    teacher: str = Field(description="Hugging Face id or local path of the teacher model.")
-    method: str = Field("saliency", description="saliency | input_x_gradient | integrated_gradients | occlusion.")
-    k: int = Field(5, ge=1, description="Rationale size: the top-k input words, kept in input order.")
-    target: str = Field("teacher", description="teacher: explain the teacher's answer; gold: the dataset's target.")
-    template: str | None = Field(None, description="Prompt template; None follows the dataset's ingest format.")
-    token_budget: int = Field(4096, ge=1, description="Max padded tokens per engine batch.")
-    max_new_tokens: int = Field(32, ge=1, description="Teacher answer length limit.")
-    n_steps: int = Field(16, ge=1, description="Integrated gradients steps.")
-    faithfulness: bool = Field(True, description="Measure comprehensiveness / sufficiency / gold overlap per row.")
-    max_input_tokens: int | None = Field(None, ge=1, description="Longest input in tokens; longer rows get `error`. "
-                                                                "None: the teacher's own maximum.")
-    limit: int | None = Field(None, ge=1, description="Attribute only the first N rows of the dataset.")
-    dataset_versions: list[str] | None = Field(
-        None, description="The dataset parts the job reads, as split:version; filled in when the job is created, "
-                          "so a re-ingested dataset gets a new job id and a resume over changed data is refused.")
-    shard_size: int = Field(default_factory=lambda: job_setting("shard_size"), ge=1, description=_HELP["shard_size"])
-    actors: int = Field(default_factory=lambda: job_setting("actors"), ge=0, description=_HELP["actors"])
-    num_cpus_per_actor: float = Field(default_factory=lambda: job_setting("num_cpus_per_actor"), gt=0,
-                                      description=_HELP["num_cpus_per_actor"])
-    max_in_flight_per_actor: int = Field(default_factory=lambda: job_setting("max_in_flight_per_actor"), ge=1,
-                                         description=_HELP["max_in_flight_per_actor"])
-    max_retries: int = Field(default_factory=lambda: job_setting("max_retries"), ge=0, description=_HELP["max_retries"])
-    actor_resources: dict[str, float] = Field(default_factory=dict,
-                                              description="Custom Ray resources each actor needs (pins actors to nodes).")
-
-    @field_validator("method", "target")
-    @classmethod
-    def _one_of(cls, v: str, info) -> str:
-        allowed = METHODS if info.field_name == "method" else TARGETS
-        if v not in allowed:
-            raise ValueError(f"--{info.field_name}: {v!r} is not one of {', '.join(allowed)}")
-        return v
-
-    def output_fields(self) -> dict:
-        """The fields that decide what the job writes (everything but RUNTIME_FIELDS)."""
-        return {k: v for k, v in self.model_dump().items() if k not in RUNTIME_FIELDS}
-
-    def default_job_id(self) -> str:
-        key = json.dumps(self.output_fields(), sort_keys=True)
-        return f"job-{self.dataset}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
-
-    def engine_config(self, template: str) -> dict:
-        """The AttributionConfig fields for the actors (device chosen inside each actor)."""
-        from .engine import AttributionConfig
-
-        cfg = AttributionConfig(teacher=self.teacher, method=self.method, k=self.k, target=self.target, template=template,
-                                token_budget=self.token_budget, max_new_tokens=self.max_new_tokens, n_steps=self.n_steps,
-                                faithfulness=self.faithfulness, max_input_tokens=self.max_input_tokens)  # validates, naming the flag
-        return cfg.to_dict()
 
 
 class JobFailed(RuntimeError):
@@ -143,12 +74,24 @@ def _resolve_spec(catalog: Catalog, spec: JobSpec, job_id: str) -> JobSpec:
     job = catalog.get_job(job_id)
     if job is None:
         return spec
-    stored = JobSpec(**{k: v for k, v in job["spec"].items() if k in JobSpec.model_fields})
-    differ = [k for k, v in spec.output_fields().items() if stored.output_fields().get(k) != v]
+    stored = JobSpec.from_stored(job["spec"])
+    mine, theirs = spec.output_fields(), stored.output_fields()
+    differ = [k for k, v in mine.items() if theirs.get(k) != v]
+    if differ == ["dataset_versions"]:
+        raise ValueError(f"{spec.dataset} changed since job {job_id} was created (parts "
+                         f"{', '.join(stored.dataset_versions or [])} -> {', '.join(spec.dataset_versions or []) or 'none'}): "
+                         "its committed shards explain the old rows; start a new job for the new data "
+                         "(omit --job-id / --resume)")
     if differ:
-        raise ValueError(f"job {job_id} exists with different {', '.join(differ)} "
-                         f"({', '.join(f'{k}={getattr(stored, k)!r}' for k in differ)}): resume it with "
-                         f"`salient attribute --resume {job_id}` or pick a new --job-id")
+        detail = []
+        for k in differ:
+            if k == "engine":
+                detail += [f"engine.{f}={theirs['engine'].get(f)!r}" for f, v in mine["engine"].items()
+                           if theirs["engine"].get(f) != v]
+            else:
+                detail.append(f"{k}={theirs.get(k)!r}")
+        raise ValueError(f"job {job_id} exists with different {', '.join(differ)} ({', '.join(detail)}): resume it "
+                         f"with `salient attribute --resume {job_id}` or pick a new --job-id")
     return stored.model_copy(update={k: getattr(spec, k) for k in RUNTIME_FIELDS})
 
 
@@ -157,12 +100,16 @@ def load_spec(catalog: Catalog, job_id: str, **runtime) -> JobSpec:
     job = catalog.get_job(job_id)
     if job is None:
         raise ValueError(f"no job {job_id!r} to resume: list jobs with `salient sql \"SELECT * FROM jobs\"`")
-    stored = JobSpec(**{k: v for k, v in job["spec"].items() if k in JobSpec.model_fields})
+    stored = JobSpec.from_stored(job["spec"])
     return stored.model_copy(update={k: v for k, v in runtime.items() if v is not None and k in RUNTIME_FIELDS})
 
 
-def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> tuple[dict, JobSpec, pa.Table]:
+def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> tuple[dict, JobSpec, DatasetRows]:
     """Create the job row (queued) or find it to resume; returns (job row, effective spec, dataset rows).
+
+    Every executor (Ray: run_job, in-process: local.run_local) starts here, so the job id, the
+    pinned dataset versions and the resume checks are the same on every path. The rows are not
+    loaded: DatasetRows reads one shard at a time.
 
     A resumed job keeps its stored output fields (only RUNTIME_FIELDS may change) and must see the
     same number of rows; a cancelled job is not resumed.
@@ -170,7 +117,7 @@ def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> t
     spec = pin_dataset_versions(catalog, spec, job_id)
     job_id = job_id or spec.default_job_id()
     spec = _resolve_spec(catalog, spec, job_id)
-    table = dataset_table(catalog, spec.dataset, spec.split, spec.limit)
+    table = DatasetRows.open(catalog, spec.dataset, spec.split, spec.limit)
     n_rows = table.num_rows
     n_shards = (n_rows + spec.shard_size - 1) // spec.shard_size
     job = catalog.create_job(job_id, dataset=spec.dataset, split=spec.split, spec=spec.model_dump(),
@@ -181,6 +128,11 @@ def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None) -> t
     if job["status"] == "cancelled":
         raise ValueError(f"job {job_id} was cancelled; its committed shards stay. Start a new --job-id to run again")
     return job, spec, table
+
+
+def engine_config(catalog: Catalog, spec: JobSpec) -> dict:
+    """The AttributionConfig dict an executor loads: the template follows the dataset's format unless set."""
+    return spec.engine_config(template_for_format(dataset_format(catalog, spec.dataset)))
 
 
 def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,
@@ -196,15 +148,17 @@ def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,
     """
     job, spec, table = prepare_job(catalog, spec, job_id)
     job_id, n_shards = job["job_id"], job["shards_total"]
-    template = spec.template or template_for_format(dataset_format(catalog, spec.dataset))
-    config = spec.engine_config(template)
+    config = engine_config(catalog, spec)
     done = catalog.committed_shards(job_id)
     todo = [i for i in range(n_shards) if i not in done]
     base = {"job_id": job_id, "rows": table.num_rows, "shards": n_shards, "skipped_shards": len(done)}
     if not todo and job["status"] == "succeeded":  # re-running a finished job is a no-op
         return {**base, "status": "succeeded", "committed_now": 0, "retries": 0, "seconds": 0.0, "rows_per_s": None,
                 "actor_nodes": []}
-    catalog.mark_running(job_id)
+    if job["status"] == "cancelling" or not _start(catalog, job_id):  # cancelled before its driver started
+        job = catalog.mark_cancelled(job_id, "cancelled before it started")
+        return {**base, "status": "cancelled", "committed_now": 0, "retries": 0, "seconds": 0.0, "rows_per_s": None,
+                "actor_nodes": []}
     runner = _Runner(catalog, spec, job_id, table, config, todo, n_shards, progress)
     started = False
     try:
@@ -222,10 +176,23 @@ def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,
             ray.shutdown()
 
 
+def _start(catalog: Catalog, job_id: str) -> bool:
+    """queued/failed/running -> running; False when a cancel request (`jobs cancel`) came first."""
+    from storage import JobStateError
+
+    try:
+        catalog.mark_running(job_id)
+        return True
+    except JobStateError:
+        if catalog.get_job(job_id)["status"] == "cancelling":
+            return False
+        raise
+
+
 class _Runner:
     """The dispatch loop of one job run (driver side)."""
 
-    def __init__(self, catalog, spec: JobSpec, job_id: str, table: pa.Table, config: dict, todo: list[int],
+    def __init__(self, catalog, spec: JobSpec, job_id: str, table: DatasetRows, config: dict, todo: list[int],
                  n_shards: int, progress):
         self.catalog, self.spec, self.job_id, self.table, self.config = catalog, spec, job_id, table, config
         self.pending = deque(todo)
@@ -319,7 +286,7 @@ class _Runner:
 
     def _submit(self, slot: int, index: int):
         size = self.spec.shard_size
-        rows = self.table.slice(index * size, size).to_pylist()
+        rows = self.table.slice(index * size, size).to_pylist()  # read from Parquet when dispatched
         return self.actors[slot].attribute_shard.remote(
             rows, dataset=self.spec.dataset, split=self.spec.split, job_id=self.job_id, shard_index=index)
 

@@ -7,14 +7,18 @@ torch.autograd.grad(f(E).sum(), E): rows do not interact, so row b of the result
   saliency              ||d f / d e_t||_2                                   (Simonyan et al. 2014)
   input_x_gradient      |(d f / d e_t) . e_t|                               (Shrikumar et al. 2016)
   integrated_gradients  |sum_d (e_t - b_t)_d * integral_0^1 d f(b + a(E - b)) / d e_t,d da|
-                        (Sundararajan et al. 2017), Gauss-Legendre nodes as in Captum, all
-                        n_steps scaled copies of the batch in one pass (or `steps_per_pass` at a time).
+                        (Sundararajan et al. 2017), Gauss-Legendre nodes as in Captum; the
+                        scaled copies run in passes sized by the token budget (ig_steps_per_pass).
+                        Also returns f(x), f(baseline) and the signed attribution sum, for the
+                        completeness error |sum - (f(x) - f(b))| / |f(x) - f(b)|.
                         The baseline b replaces only attributable (unit) tokens, by zeros or by the
                         pad embedding; template and special tokens keep their embeddings.
   occlusion             f(E) - f(E with the word's tokens replaced by the mask id), per word;
                         forward passes only, batched by the token budget (Zeiler & Fergus 2014).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,42 +46,88 @@ def baseline_embeds(teacher, embeds: torch.Tensor, unit_mask: torch.Tensor, kind
     return fill * keep + embeds * (1 - keep)
 
 
+@dataclass
+class GradientResult:
+    """One gradient pass over a batch of B rows.
+
+    scores [B, L] float32 (zero where unit_mask is False); logp [B] = f(x), log p(answer) on the
+    unmodified input (None when the method did not compute it). Integrated gradients also fills
+    attribution_sum [B] (signed attributions summed over tokens), baseline_logp [B] = f(baseline)
+    and steps [B] (the steps each row's scores come from).
+    """
+
+    scores: torch.Tensor
+    logp: torch.Tensor | None
+    attribution_sum: torch.Tensor | None = None
+    baseline_logp: torch.Tensor | None = None
+    steps: list[int] = field(default_factory=list)
+
+    def completeness_error(self) -> np.ndarray:
+        """|sum of attributions - (f(x) - f(b))| / |f(x) - f(b)| per row; nan where f(x) == f(b)."""
+        delta = (self.logp - self.baseline_logp).double().cpu().numpy()
+        total = self.attribution_sum.double().cpu().numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(delta) > 1e-12, np.abs(total - delta) / np.abs(delta), np.nan)
+
+    def replace_rows(self, rows: list[int], other: "GradientResult") -> None:
+        """Take rows `rows` (in order) from `other`, a result over just those rows."""
+        index = torch.tensor(rows, device=self.scores.device)
+        self.scores = self.scores.index_copy(0, index, other.scores.to(self.scores.device))
+        for name in ("logp", "attribution_sum", "baseline_logp"):
+            mine = getattr(self, name)
+            setattr(self, name, mine.index_copy(0, index.to(mine.device), getattr(other, name).to(mine.device)))
+        for j, r in enumerate(rows):
+            self.steps[r] = other.steps[j]
+
+
+def ig_steps_per_pass(rows: int, width: int, token_budget: int, requested: int | None = None) -> int:
+    """Scaled copies per IG pass so that copies x rows x width stays within the token budget (at least 1)."""
+    fits = max(1, token_budget // max(1, rows * width))
+    return min(fits, requested) if requested else fits
+
+
 def gradient_scores(
     teacher, method: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     ans_ids: torch.Tensor, ans_mask: torch.Tensor, unit_mask: torch.Tensor, *,
-    n_steps: int = 16, baseline: str = "zero", steps_per_pass: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(scores [B, L] float32, zero where unit_mask is False; log p(answer) [B] when the method's
-    forward pass computed it on the unmodified input, else None)."""
+    n_steps: int = 16, baseline: str = "zero", steps_per_pass: int | None = None, token_budget: int | None = None,
+) -> GradientResult:
+    """Per-token scores of one padded batch (module docstring). Integrated gradients runs its n_steps
+    scaled copies in passes of ig_steps_per_pass(...) copies: never more than token_budget tokens
+    (rows x (prompt + answer) x copies) at once; token_budget None: all steps in one pass."""
     dev = teacher.device
     input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
     ans_ids, ans_mask, unit_mask = ans_ids.to(dev), ans_mask.to(dev), unit_mask.to(dev)
     embeds = teacher.embed(input_ids)
+    b = embeds.shape[0]
     if method in ("saliency", "input_x_gradient"):
         x = embeds.clone().requires_grad_(True)
         logp = teacher.logp(x, attention_mask, ans_ids, ans_mask)
         (grad,) = torch.autograd.grad(logp.sum(), x)
         grad, logp = grad.float(), logp.detach()
         scores = grad.norm(dim=-1) if method == "saliency" else (grad * embeds).sum(-1).abs()
-    elif method == "integrated_gradients":
-        logp = None
-        base = baseline_embeds(teacher, embeds, unit_mask, baseline)
-        diff = embeds - base
-        alphas, weights = gauss_legendre(n_steps)
-        total = torch.zeros_like(embeds)
-        b = embeds.shape[0]
-        for part in chunks(n_steps, steps_per_pass or n_steps):
-            a = torch.tensor([alphas[i] for i in part], device=dev, dtype=embeds.dtype).view(-1, 1, 1, 1)
-            w = torch.tensor([weights[i] for i in part], device=dev, dtype=embeds.dtype).view(-1, 1, 1, 1)
-            m = len(part)
-            x = (base.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(m * b, *embeds.shape[1:]).requires_grad_(True)
-            lp = teacher.logp(x, attention_mask.repeat(m, 1), ans_ids.repeat(m, 1), ans_mask.repeat(m, 1))
-            (grad,) = torch.autograd.grad(lp.sum(), x)
-            total += (grad.float().view(m, b, *embeds.shape[1:]) * w).sum(0)
-        scores = (diff * total).sum(-1).abs()
-    else:
+        return GradientResult(scores.float() * unit_mask.float(), logp)
+    if method != "integrated_gradients":
         raise ValueError(f"method={method!r} is not a gradient method ({', '.join(GRADIENT_METHODS)})")
-    return scores.float() * unit_mask.float(), logp
+    base = baseline_embeds(teacher, embeds, unit_mask, baseline)
+    diff = embeds - base
+    with torch.no_grad():  # f(x) and f(baseline): the completeness check's two ends
+        ends = teacher.logp(torch.cat([embeds, base]), attention_mask.repeat(2, 1), ans_ids.repeat(2, 1),
+                            ans_mask.repeat(2, 1)).detach()
+    alphas, weights = gauss_legendre(n_steps)
+    width = input_ids.shape[1] + ans_ids.shape[1]
+    per_pass = ig_steps_per_pass(b, width, token_budget, steps_per_pass) if token_budget else (steps_per_pass or n_steps)
+    total = torch.zeros_like(embeds)
+    for part in chunks(n_steps, per_pass):
+        a = torch.tensor([alphas[i] for i in part], device=dev, dtype=embeds.dtype).view(-1, 1, 1, 1)
+        w = torch.tensor([weights[i] for i in part], device=dev, dtype=embeds.dtype).view(-1, 1, 1, 1)
+        m = len(part)
+        x = (base.unsqueeze(0) + a * diff.unsqueeze(0)).reshape(m * b, *embeds.shape[1:]).requires_grad_(True)
+        lp = teacher.logp(x, attention_mask.repeat(m, 1), ans_ids.repeat(m, 1), ans_mask.repeat(m, 1))
+        (grad,) = torch.autograd.grad(lp.sum(), x)
+        total += (grad.float().view(m, b, *embeds.shape[1:]) * w).sum(0)
+    signed = (diff * total).sum(-1) * unit_mask.float()
+    return GradientResult(signed.abs(), ends[:b], attribution_sum=signed.sum(1), baseline_logp=ends[b:],
+                          steps=[n_steps] * b)
 
 
 def score_sequences(teacher, seqs: list[list[int]], answers: list[list[int]], token_budget: int) -> np.ndarray:

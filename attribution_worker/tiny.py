@@ -11,6 +11,7 @@ build_tiny_teacher(path, *, kind="seq2seq", texts, d_model=32, layers=2, heads=2
       kind="causal"      GPT2LMHeadModel; specials <pad>=0 <|endoftext|>=1 <unk>=2; no specials added
       kind="classifier"  BertForSequenceClassification with `labels` (id2label in that order);
                          specials [PAD]=0 [UNK] [CLS] [SEP] [MASK]; "[CLS] $A [SEP]"
+      kind="multiple_choice"  BertForMultipleChoice (scores (question, choice) pairs), same tokenizer
     The pre-tokenizer splits words from punctuation ("(a)" -> "(", "a", ")"), so some input words
     are several tokens: the word aggregation in units.py is exercised even on tiny models.
 train_tiny_teacher(path, pairs, *, template="generic", ...) -> dict   (tiny_train.py)
@@ -23,13 +24,14 @@ from pathlib import Path
 
 from .templates import TEMPLATES
 
-KINDS = ("seq2seq", "causal", "classifier")
+KINDS = ("seq2seq", "causal", "classifier", "multiple_choice")
 
 _SPECIALS = {
     "seq2seq": {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"},
     "causal": {"pad_token": "<pad>", "eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<unk>"},
     "classifier": {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"},
 }
+_SPECIALS["multiple_choice"] = _SPECIALS["classifier"]  # BERT style; pairs "[CLS] question [SEP] choice [SEP]"
 
 
 def _vocab(kind: str, texts: list[str]) -> dict[str, int]:
@@ -60,14 +62,16 @@ def build_tokenizer(kind: str, texts: list[str]):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     if kind == "seq2seq":
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
-    elif kind == "classifier":
+    elif kind in ("classifier", "multiple_choice"):
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",  # BERT's segment ids
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
         )
     tok.decoder = decoders.WordPiece(prefix="##")  # joins word-level tokens with spaces
     padding_side = "left" if kind == "causal" else "right"
-    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side=padding_side, model_max_length=512, **specials)
+    names = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]} if kind == "multiple_choice" else {}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side=padding_side, model_max_length=512, **names,
+                                   **specials)
 
 
 def _config(kind: str, vocab_size: int, tokenizer, d_model: int, layers: int, heads: int, labels, overrides: dict):
@@ -89,6 +93,11 @@ def _config(kind: str, vocab_size: int, tokenizer, d_model: int, layers: int, he
             "pad_token_id": tokenizer.pad_token_id, **overrides})
     from transformers import BertConfig
 
+    if kind == "multiple_choice":
+        return BertConfig(**{
+            "vocab_size": vocab_size, "hidden_size": d_model, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": 4 * d_model, "max_position_embeddings": 512, "pad_token_id": tokenizer.pad_token_id,
+            **overrides})
     if not labels:
         raise ValueError("kind='classifier' needs labels=[...] (the class names, in id order)")
     return BertConfig(**{
@@ -108,7 +117,8 @@ def build_tiny_teacher(
     a vocab_size larger than the tokenizer's just adds unused rows).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers import (AutoModelForCausalLM, AutoModelForMultipleChoice, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification)
 
     if d_model % heads:
         raise ValueError(f"d_model={d_model} must be a multiple of heads={heads}")
@@ -119,7 +129,8 @@ def build_tiny_teacher(
     tokenizer = build_tokenizer(kind, texts)
     config = _config(kind, len(tokenizer), tokenizer, d_model, layers, heads, labels, config_overrides)
     torch.manual_seed(seed)
-    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "classifier": AutoModelForSequenceClassification}[kind]
+    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "classifier": AutoModelForSequenceClassification,
+            "multiple_choice": AutoModelForMultipleChoice}[kind]
     model = auto.from_config(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

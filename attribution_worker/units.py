@@ -30,7 +30,15 @@ class Units:
     token_unit: list[int]  # unit index of each token, -1 for template / special / pad tokens
 
     def tokens_of(self, unit: int) -> list[int]:
-        return [t for t, u in enumerate(self.token_unit) if u == unit]
+        """Token positions of `unit`; the index is built once per row (linear in its tokens)."""
+        by_unit = self.__dict__.get("_by_unit")
+        if by_unit is None:
+            by_unit = [[] for _ in self.words]
+            for t, u in enumerate(self.token_unit):
+                if u >= 0:
+                    by_unit[u].append(t)
+            self.__dict__["_by_unit"] = by_unit
+        return by_unit[unit]
 
     def unit_mask(self) -> list[bool]:
         return [u >= 0 for u in self.token_unit]

@@ -54,19 +54,19 @@ def _engine(config: dict, rows: list[dict], shard_size: int, threads: int) -> tu
 
 
 def _job(store_root: Path, spec, rows: list[dict], threads: int, job_id: str) -> dict:
-    import pyarrow as pa
     import ray
 
     from attribution_worker.jobs import run_job
-    from storage import DATASET_SCHEMA, Catalog, Store, write_parquet_atomic
+    from storage import Catalog, Store
+    from storage.ingest import IngestOptions, ingest
 
     store = Store.open(store_root)
     with Catalog.open(store) as cat:
-        if not cat.dataset_parts("bench"):
-            path = store.dataset_part("bench", "v1", 0)
-            write_parquet_atomic(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), path)
-            cat.register_dataset_part(name="bench", version="v1", split="test", path=store.relative(path),
-                                      rows=len(rows), format="cqa", source="benchmark", content_hash="bench")
+        if not cat.dataset_parts("bench"):  # through real ingest, as `salient datasets add` writes it
+            src = store_root.parent / "bench.jsonl"
+            src.write_text("".join(json.dumps({k: r[k] for k in ("example_id", "input", "target", "choices")}) + "\n"
+                                   for r in rows))
+            ingest(cat, "bench", src, IngestOptions(format="jsonl", split="test"))
         ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
         try:
             return run_job(cat, spec, job_id=job_id)

@@ -14,8 +14,11 @@ storage.sql.Sandbox (memory_limit and threads as the SQL settings), the median o
   top50_words       SELECT token, count(*) FROM rationale_tokens GROUP BY token ORDER BY 2 DESC LIMIT 50
   join_examples     rationales JOIN examples ON example_id, grouped by dataset and target
 
-and prints a Markdown table with the first run's seconds (page cache warm from writing), the median, and rows/s (rationale rows scanned per second).
-Target: each under 2 s at 1M rows on 2 cores.
+and prints a Markdown table with the first run's seconds (page cache warm from writing), the median,
+the rows each query reads (rationales; rationale_tokens rows; rationales + examples for the join)
+and those rows per second at the median. A first line gives the sandbox's own cost: starting its
+worker process and the round trip of `SELECT 1`.
+Target: each under 2 s at 1M rows on 2 cores (judged only at that size).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from storage.parquet_io import write_parquet_atomic  # noqa: E402
 from storage.settings import get_setting  # noqa: E402
 from storage.sql import Sandbox  # noqa: E402
 
+DEFAULT_ROWS = 1_000_000
 QUERIES = {
     "rows_per_dataset": "SELECT dataset, count(*) AS n FROM rationales GROUP BY dataset ORDER BY dataset",
     "top50_words": "SELECT token, count(*) AS n FROM rationale_tokens GROUP BY token ORDER BY n DESC, token LIMIT 50",
@@ -102,28 +106,45 @@ def build_store(root: Path, rows: int, shard_rows: int, datasets: int) -> float:
     return time.perf_counter() - start
 
 
-def time_queries(root: Path, rows: int, threads: int, repeats: int) -> list[dict]:
+def scanned_rows(box: Sandbox, rows: int) -> dict[str, int]:
+    """The input rows each query reads."""
+    tokens = box.run("SELECT count(*) FROM rationale_tokens", time_limit_s=300).rows[0][0]
+    examples = box.run("SELECT count(*) FROM examples", time_limit_s=300).rows[0][0]
+    return {"rows_per_dataset": rows, "top50_words": tokens, "join_examples": rows + examples}
+
+
+def time_queries(root: Path, rows: int, threads: int, repeats: int) -> tuple[dict, list[dict]]:
+    """(sandbox overhead: worker start and SELECT 1 round trip, one dict per query)."""
     out = []
     with Catalog.open(Store.open(root)) as cat:
         box = Sandbox(cat, threads=threads)
         try:
-            box.run("SELECT 1")  # build the sandbox outside the timings
+            start = time.perf_counter()
+            box.run("SELECT 1")  # start the worker and build its database outside the timings
+            overhead = {"start_s": time.perf_counter() - start}
+            trips = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                box.run("SELECT 1")
+                trips.append(time.perf_counter() - t0)
+            overhead["select1_s"] = statistics.median(trips)
+            scanned = scanned_rows(box, rows)
             for name, sql in QUERIES.items():
                 times, result = [], None
                 for _ in range(repeats):
-                    result = box.run(sql, max_rows=1000, time_limit_s=600)
+                    result = box.run(sql, max_rows=1000, time_limit_s=300)
                     times.append(result.elapsed_s)
                 med = statistics.median(times)
-                out.append({"query": name, "first_s": times[0], "median_s": med, "rows_per_s": rows / med,
-                            "result_rows": result.row_count})
+                out.append({"query": name, "first_s": times[0], "median_s": med, "scanned": scanned[name],
+                            "rows_per_s": scanned[name] / med, "result_rows": result.row_count})
         finally:
             box.close()
-    return out
+    return overhead, out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000, help="synthetic rationale rows (default 1,000,000)")
+    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="synthetic rationale rows (default 1,000,000)")
     p.add_argument("--shard-rows", type=int, default=100_000, help="rows per shard (default 100,000)")
     p.add_argument("--datasets", type=int, default=3, help="datasets the rows are spread over (default 3)")
     p.add_argument("--threads", type=int, default=get_setting("sql_threads"), help="sandbox threads (default: sql_threads)")
@@ -141,15 +162,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.rows:,} rationale rows + {args.rows:,} examples in {build_s:.1f} s "
               f"({size / 2**20:.0f} MiB Parquet, shards of {args.shard_rows:,}); sandbox threads={args.threads}, "
               f"memory_limit={get_setting('sql_memory_limit')}")
-        results = time_queries(root, args.rows, args.threads, args.repeats)
+        overhead, results = time_queries(root, args.rows, args.threads, args.repeats)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print("\n| query | first s | median s | rows/s (median) | result rows |\n|---|---:|---:|---:|---:|")
+    print(f"sandbox: worker start + build {overhead['start_s']:.3f} s; SELECT 1 round trip {overhead['select1_s'] * 1000:.2f} ms "
+          "(median of 20)")
+    print("\n| query | first s | median s | rows read | rows read/s (median) | result rows |\n|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['query']} | {r['first_s']:.3f} | {r['median_s']:.3f} | {r['rows_per_s']:,.0f} | {r['result_rows']} |")
+        print(f"| {r['query']} | {r['first_s']:.3f} | {r['median_s']:.3f} | {r['scanned']:,} | {r['rows_per_s']:,.0f} "
+              f"| {r['result_rows']} |")
     slow = [r["query"] for r in results if r["median_s"] > 2.0]
-    print("\ntarget (< 2 s each at 1M rows on 2 cores): " + ("met" if not slow else "missed by " + ", ".join(slow)))
+    if args.rows == DEFAULT_ROWS and args.threads == 2:
+        print("\ntarget (< 2 s each at 1M rows on 2 cores): " + ("met" if not slow else "missed by " + ", ".join(slow)))
+    else:
+        print(f"\ntarget (< 2 s each) is judged at --rows {DEFAULT_ROWS:,} --threads 2 only; "
+              f"this run: {args.rows:,} rows, {args.threads} threads" + (f"; over 2 s: {', '.join(slow)}" if slow else ""))
     return 0
 
 

@@ -1,8 +1,8 @@
 """Source adapters: how a source file's records become dataset rows (storage.ingest writes them).
 
-Generic sources (`read_jsonl`, `READERS`, `generic_rows`): JSON Lines, CSV and Parquet records,
-mapped to rows by field options (id / input or template / target / choices); every reader returns
-[(line or item, record dict)] so errors can name `<file>:<line>`.
+Generic sources (`GenericMapper`): JSON Lines, CSV and Parquet records (read by storage.readers),
+mapped one at a time to rows by field options (id / input or template / target / choices), with
+the field types checked (`text_value`); errors name `<file>:<line>` and the field.
 
 The four Distilling step-by-step datasets in ../shared/datasets (DSS: Hsieh et al. 2023): each adapter turns one source record (a JSON object from `<name>_<split>.json`, JSON Lines) into a
 dataset row exactly as the dataset's SOURCE.md / DSS `data_utils.py` builds it, and parses the
@@ -22,8 +22,6 @@ Builders raise `RecordError(reason)`; storage.ingest adds the file and line numb
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -31,14 +29,14 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
+from .readers import FIX, where
 from .schemas import DATASET_COLUMNS
-from .settings import get_setting
+from .templates import check_template
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 RESERVED = ("dataset", "source_index", "llm_rationale", "llm_label")  # columns ingest adds beside DATASET_SCHEMA
-FIX = "fix the record (or remove it) and run `salient datasets add` again; nothing was written"
 
 
 class RecordError(ValueError):
@@ -201,76 +199,6 @@ def detect_dss(path: Path) -> str | None:
     return None
 
 
-def where(path: Path, line: int | str) -> str:
-    return f"{path}:{line}"
-
-
-# ------------------------------------------------------------------ generic sources: reading
-def read_jsonl(path: Path, data: bytes) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; the first malformed line raises."""
-    max_bytes = get_setting("ingest_max_line_bytes")
-    if data.lstrip()[:1] == b"[":
-        try:
-            items = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where(path, exc.lineno)}: invalid JSON array ({exc.msg}, column {exc.colno}); {FIX}") from None
-        out = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise ValueError(f"{path}: item {i} is {type(item).__name__}, expected a JSON object; {FIX}")
-            out.append((i + 1, item))
-        return out
-    records = []
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        if len(raw) > max_bytes:
-            raise ValueError(
-                f"{where(path, lineno)}: line is {len(raw)} bytes, over ingest_max_line_bytes={max_bytes} "
-                f"(raise SALIENT_INGEST_MAX_LINE_BYTES if it is meant to be that long); nothing was written")
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = f"invalid JSON ({exc.msg}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else f"not UTF-8 ({exc.reason})"
-            raise ValueError(f"{where(path, lineno)}: {reason}; {FIX}") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{where(path, lineno)}: expected a JSON object, got {type(obj).__name__}; {FIX}")
-        records.append((lineno, obj))
-    return records
-
-
-def _read_csv(path: Path, data: bytes) -> list[tuple[int, dict]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 at byte {exc.start}; re-save the file as UTF-8; nothing was written") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise ValueError(f"{path}: empty CSV (no header row); nothing was written")
-    records = []
-    try:
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise ValueError(
-                    f"{where(path, reader.line_num)}: the number of fields differs from the header's "
-                    f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}); {FIX}")
-            records.append((reader.line_num, dict(row)))
-    except csv.Error as exc:
-        raise ValueError(f"{where(path, reader.line_num)}: {exc}; {FIX}") from None
-    return records
-
-
-def _read_parquet(path: Path, data: bytes) -> list[tuple[int, dict]]:
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except pa.ArrowException as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc}); nothing was written") from None
-    return [(f"row {i}", rec) for i, rec in enumerate(table.to_pylist())]
-
-
-READERS = {"jsonl": read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
-
-
 # ------------------------------------------------------------------ generic field mapping
 def _first_present(keys, candidates) -> str | None:
     return next((c for c in candidates if c in keys), None)
@@ -289,57 +217,150 @@ def _choices(value, loc: str) -> list[str] | None:
     return value
 
 
-def _as_text(value) -> str | None:
-    if value is None:
-        return None
+def _as_text(value) -> str:
+    """--coerce: any JSON value as text (whole floats without '.0', lists and objects as JSON)."""
     if isinstance(value, str):
         return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
 
 
-def generic_rows(path: Path, records: list[tuple[int, dict]], opts) -> list[dict]:
-    """Map generic records to rows with the field options of `opts` (storage.ingest.IngestOptions)."""
-    if not records:
-        raise ValueError(f"{path}: no records; nothing was written")
-    keys = set(records[0][1])
-    id_field = opts.id_field or _first_present(keys, ("id", "example_id", "uid"))
-    input_field = None if opts.input_template else (opts.input_field or "input")
-    target_field = opts.target_field or _first_present(keys, ("target", "label", "answer"))
-    choices_field = opts.choices_field or _first_present(keys, ("choices",))
-    if input_field and input_field not in keys:
-        raise ValueError(
-            f"{where(path, records[0][0])}: no field {input_field!r} (fields: {', '.join(sorted(keys))}); "
-            "name the input with --input-field FIELD or build it with --input-template '{a} {b}'")
-    used = {f for f in (id_field, input_field, target_field, choices_field) if f}
-    rows = []
-    for lineno, rec in records:
-        loc = where(path, lineno)
-        for f in (opts.id_field, input_field, opts.target_field, opts.choices_field):
-            if f and f not in rec:
+def _kind(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
+def text_value(value, field: str, loc: str, *, coerce: bool, integers: bool) -> str | None:
+    """A text field's value: a string (or, where `integers`, an int as its decimal text); None stays None.
+
+    Anything else raises ValueError naming the line and the field, unless `coerce` (then `_as_text`).
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if integers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if coerce:
+        return _as_text(value)
+    shown = json.dumps(value, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    expected = "a string or an integer" if integers else "a string"
+    raise ValueError(f"{loc}: field {field!r} is {_kind(value)} ({shown}), expected {expected}; fix the record, or pass "
+                     f"--coerce to store it as text; nothing was written")
+
+
+class GenericMapper:
+    """Maps generic records to rows; the default fields are picked from the first record's keys."""
+
+    def __init__(self, path: Path, opts, first_loc: str, first: dict):
+        self.path, self.opts = path, opts
+        keys = set(first)
+        self.id_field = opts.id_field or _first_present(keys, ("id", "example_id", "uid"))
+        self.input_field = None if opts.input_template else (opts.input_field or "input")
+        self.target_field = opts.target_field or _first_present(keys, ("target", "label", "answer"))
+        self.choices_field = opts.choices_field or _first_present(keys, ("choices",))
+        self.template = check_template(opts.input_template) if opts.input_template else None
+        if self.input_field and self.input_field not in keys:
+            raise ValueError(
+                f"{where(path, first_loc)}: no field {self.input_field!r} (fields: {', '.join(sorted(keys))}); "
+                "name the input with --input-field FIELD or build it with --input-template '{a} {b}'")
+        self.used = {f for f in (self.id_field, self.input_field, self.target_field, self.choices_field) if f}
+        self.required = [f for f in (opts.id_field, self.input_field, opts.target_field, opts.choices_field) if f]
+
+    def row(self, loc_label: str, rec: dict) -> dict:
+        loc = where(self.path, loc_label)
+        coerce = self.opts.coerce
+        for f in self.required:
+            if f not in rec:
                 raise ValueError(f"{loc}: field {f!r} is missing; {FIX}")
-        if opts.input_template:
-            try:
-                text = opts.input_template.format_map(rec)
-            except KeyError as exc:
-                raise ValueError(f"{loc}: --input-template names field {exc.args[0]!r}, which this record lacks; {FIX}") from None
-            except (IndexError, ValueError) as exc:
-                raise ValueError(f"--input-template {opts.input_template!r} is not a valid format string ({exc})") from None
+        if self.template is not None:
+            values = {}
+            for name in self.template.fields:
+                if name not in rec:
+                    raise ValueError(f"{loc}: --input-template names field {name!r}, which this record lacks; {FIX}")
+                values[name] = text_value(rec[name], name, loc, coerce=coerce, integers=True) or ""
+            text = self.template.render(values)
         else:
-            text = _as_text(rec.get(input_field))
+            text = text_value(rec.get(self.input_field), self.input_field, loc, coerce=coerce, integers=False)
         if not text:
             raise ValueError(f"{loc}: empty input; {FIX}")
         extra = {}
         for k, v in rec.items():
-            if k in used:
-                continue
-            extra[f"source_{k}" if k in DATASET_COLUMNS or k in RESERVED else k] = v
-        rows.append({
-            "example_id": _as_text(rec.get(id_field)) if id_field else None,
+            if k not in self.used:
+                extra[f"source_{k}" if k in DATASET_COLUMNS or k in RESERVED else k] = v
+        return {
+            "example_id": text_value(rec.get(self.id_field), self.id_field, loc, coerce=coerce, integers=True)
+            if self.id_field else None,
             "input": text,
-            "target": _as_text(rec.get(target_field)) if target_field else None,
-            "choices": _choices(rec.get(choices_field), loc) if choices_field else None,
-            "extra": extra, "where": loc,
-        })
-    return rows
+            "target": text_value(rec.get(self.target_field), self.target_field, loc, coerce=coerce, integers=True)
+            if self.target_field else None,
+            "choices": _choices(rec.get(self.choices_field), loc) if self.choices_field else None,
+            "extra": extra,
+        }
+
+    # -------------------------------------------------------------- the vectorized path
+    def columns(self, table: pa.Table) -> dict | None:
+        """The row fields of a whole record batch as Arrow arrays, or None when some record needs the
+        per-record path (`row`): for its exact error message, or for a value Arrow cannot take as is.
+
+        Returns {"example_id": list[str | None] | None, "input", "target", "choices": Array | None,
+        "extra": [(column name, Array)]}; the same values `row` would give.
+        """
+        names = set(table.column_names)
+        n = table.num_rows
+        for f in self.required:
+            if f not in names or table.column(f).null_count:
+                return None
+        for col in table.columns:
+            t = col.type
+            if pa.types.is_temporal(t):  # Arrow's JSON reader reads ISO dates as timestamps; rows keep strings
+                return None
+            if pa.types.is_floating(t) and pc.any(pc.invert(pc.is_finite(col))).as_py():
+                return None
+        if self.template is not None:
+            pieces = []
+            for literal, name in self.template.parts:
+                if literal:
+                    pieces.append(pa.scalar(literal))
+                if name is not None:
+                    col = _text_column(table, name, integers=True)
+                    if col is None or col.null_count:
+                        return None
+                    pieces.append(col)
+            text = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+        else:
+            text = _text_column(table, self.input_field, integers=False)
+        if text is None or text.null_count or pc.any(pc.equal(pc.binary_length(text), 0)).as_py():
+            return None
+        ids = target = choices = None
+        if self.id_field:
+            col = _text_column(table, self.id_field, integers=True)
+            if col is None:
+                return None
+            ids = col
+        if self.target_field:
+            target = _text_column(table, self.target_field, integers=True)
+            if target is None:
+                return None
+        if self.choices_field and self.choices_field in names:
+            choices = table.column(self.choices_field)
+            if pa.types.is_null(choices.type):
+                choices = None
+            elif not (pa.types.is_list(choices.type) and pa.types.is_string(choices.type.value_type)):
+                return None
+        extra = [(f"source_{k}" if k in DATASET_COLUMNS or k in RESERVED else k, table.column(k))
+                 for k in table.column_names if k not in self.used]
+        return {"example_id": ids, "input": text, "target": target, "choices": choices, "extra": extra, "rows": n}
+
+
+def _text_column(table: pa.Table, name: str | None, *, integers: bool):
+    """A column as strings when it holds strings (or integers where allowed) or only nulls; else None."""
+    if name is None or name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(name)
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col.cast(pa.string())
+    if pa.types.is_null(t) or (integers and pa.types.is_integer(t)):
+        return col.cast(pa.string())
+    return None

@@ -1,10 +1,12 @@
 """The DuckDB catalog: an index over the store's Parquet files (which stay the truth).
 
-Tables: datasets, jobs, shards, runs. Views: examples (every row of every active dataset
-part), rationales (every row of every committed shard), rationale_tokens (one row per
-rationale word). Exactly one process opens catalog.duckdb read-write (DuckDB's file lock);
-a second one gets `CatalogLocked` naming the holder. Job state changes are the named
-`mark_*` functions below and nowhere else (STYLE.md 5).
+Tables: datasets, jobs, shards, runs, catalog_state (version counters). The views examples,
+rationales and rationale_tokens are not stored: readers build them over the catalog's file lists
+(storage.views). No process keeps catalog.duckdb open: each write is one short transaction
+(`_transaction`), each read a read-only open, so a job driver, a trainer, `salient sql` and the
+REST service share one store; an open that finds the file locked waits up to
+`catalog_lock_timeout_s`, then raises `CatalogLocked`. Job state changes are the named `mark_*`
+functions below and nowhere else (STYLE.md 5).
 
     cat = Catalog.open(Store.open("./salient-data"))
     job = cat.create_job(job_id, dataset="cqa", split="train", spec={...}, total_rows=9741)
@@ -18,15 +20,18 @@ import datetime as dt
 import json
 import re
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from .parquet_io import read_metadata, sweep_tmp, write_json_atomic
-from .schemas import DATASET_SCHEMA, RATIONALE_SCHEMA
+from .parquet_io import write_json_atomic
+from .settings import get_setting
 from .store import Store
+from .views import VIEWS, ViewFile, create_views
 
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -50,6 +55,7 @@ CREATE TABLE IF NOT EXISTS shards (
     error_rows BIGINT NOT NULL, bytes BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (job_id, "index")
 );
+CREATE TABLE IF NOT EXISTS catalog_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, dataset VARCHAR, student VARCHAR, status VARCHAR,
     path VARCHAR, config JSON, metrics JSON, val_score DOUBLE, snapshot VARCHAR,
@@ -68,7 +74,11 @@ class CatalogError(RuntimeError):
 
 
 class CatalogLocked(CatalogError):
-    """Another process holds catalog.duckdb read-write."""
+    """catalog.duckdb stayed locked by another process for longer than catalog_lock_timeout_s."""
+
+
+class CatalogCorrupt(CatalogError):
+    """catalog.duckdb is not a readable DuckDB file; `salient catalog rebuild` recreates it from the files."""
 
 
 class JobStateError(CatalogError):
@@ -79,83 +89,51 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+_NAMES_A_VIEW = re.compile(r"\b(examples|rationales|rationale_tokens)\b", re.IGNORECASE)
+_PATH_LOCKS: dict[str, threading.RLock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
 
 
-def view_statements(store: Store, dataset_parts: list[str], shard_paths: list[str]) -> list[str]:
-    """SQL creating the examples / rationales / rationale_tokens views over explicit file lists.
-
-    Paths are store-relative; they are made absolute here. With no files, each view selects from
-    an empty typed table (`_empty_examples`, `_empty_rationales`) that the caller must create.
-    """
-    parts = [str(store.absolute(p)) for p in dataset_parts]
-    shards = [str(store.absolute(p)) for p in shard_paths]
-    examples = (
-        f"SELECT * FROM read_parquet({_sql_list(parts)}, union_by_name=true)" if parts else "SELECT * FROM _empty_examples"
-    )
-    rationales = (
-        f"SELECT * FROM read_parquet({_sql_list(shards)}, union_by_name=true)" if shards else "SELECT * FROM _empty_rationales"
-    )
-    return [
-        f"CREATE OR REPLACE VIEW examples AS {examples}",
-        f"CREATE OR REPLACE VIEW rationales AS {rationales}",
-        "CREATE OR REPLACE VIEW rationale_tokens AS "
-        "SELECT example_id, dataset, split, job_id, method, teacher_model, "
-        "unnest(rationale) AS token, unnest(generate_series(1, len(rationale))) AS position "
-        "FROM rationales WHERE rationale IS NOT NULL AND len(rationale) > 0",
-    ]
+def _path_lock(path: Path) -> threading.RLock:
+    """One lock per catalog file per process: DuckDB refuses a read-only and a read-write connection
+    to one file at once in one process, so this process's operations on the file take turns."""
+    key = str(Path(path).resolve())
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(key, threading.RLock())
 
 
-def create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The typed empty tables the views fall back to when no file exists yet."""
-    empty_examples = DATASET_SCHEMA.empty_table()
-    empty_rationales = RATIONALE_SCHEMA.empty_table()
-    con.register("__ex", empty_examples)
-    con.register("__ra", empty_rationales)
-    # ingested parts carry a `dataset` column beside DATASET_SCHEMA (storage.ingest); so does the fallback
-    con.execute("CREATE OR REPLACE TABLE _empty_examples AS SELECT *, NULL::VARCHAR AS dataset FROM __ex")
-    con.execute("CREATE OR REPLACE TABLE _empty_rationales AS SELECT * FROM __ra")
-    con.unregister("__ex")
-    con.unregister("__ra")
+def _unreadable_catalog(path: Path, exc: BaseException) -> "CatalogCorrupt":
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CatalogCorrupt(f"{path} cannot be opened as a DuckDB catalog ({first}). The Parquet files are the truth: "
+                          "run `salient catalog rebuild`, which moves this file aside and rebuilds the catalog from them")
 
 
 class Catalog:
-    """The single read-write owner of catalog.duckdb. Thread-safe within its process."""
+    """The store's index. Holds no connection: every operation opens catalog.duckdb and closes it.
 
-    def __init__(self, store: Store, con: duckdb.DuckDBPyConnection):
+    Writes run in one short transaction (`_transaction`), reads on a read-only connection
+    (`_reading`), so many processes share one store: a job driver, a trainer, `salient sql` and
+    the REST service each hold the file only for the length of one operation. An open that finds
+    the file locked is retried for `catalog_lock_timeout_s`, then raises `CatalogLocked`.
+    Thread-safe: the operations of one process on one catalog file are serialised.
+    """
+
+    def __init__(self, store: Store):
         self.store = store
-        self._con = con
-        self._lock = threading.RLock()
-        self.generation = 0  # bumped on every change that alters a view's file list
-        self.version = 0  # bumped on every write (readers such as the SQL sandbox re-copy tables on change)
+        self._lock = _path_lock(store.catalog_path)
+        self._local = threading.local()  # the connection of the operation in progress on this thread
+        self._schema_ok = False
 
     # ---------------------------------------------------------------- opening
     @classmethod
     def open(cls, store: Store | str | None = None) -> "Catalog":
+        """The catalog of `store`; opens nothing yet (catalog.duckdb is created by the first write)."""
         if not isinstance(store, Store):
             store = Store.open(store)
-        try:
-            con = duckdb.connect(str(store.catalog_path))
-        except duckdb.IOException as exc:  # the lock is held by another process
-            msg = str(exc)
-            holder = re.search(r"\(PID (\d+)\)", msg)
-            who = f"process {holder.group(1)}" if holder else "another process"
-            raise CatalogLocked(
-                f"{store.catalog_path} is open read-write by {who}. Only one process may write the catalog: "
-                "stop that process (or send the request to the running service) and try again."
-            ) from exc
-        cat = cls(store, con)
-        with cat._lock:
-            con.execute(_DDL)
-            if not cat._has_table("_empty_rationales"):
-                create_empty_tables(con)
-            cat.refresh_views()
-        return cat
+        return cls(store)
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
+        """Nothing to release: connections live for one operation. Kept for `with Catalog.open(...)`."""
 
     def __enter__(self) -> "Catalog":
         return self
@@ -163,21 +141,151 @@ class Catalog:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _has_table(self, name: str) -> bool:
-        return bool(self._con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open catalog.duckdb, retrying while another process holds its lock (catalog_lock_timeout_s)."""
+        path = self.store.catalog_path
+        timeout = get_setting("catalog_lock_timeout_s")
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.IOException as exc:
+                msg = str(exc)
+                if "lock" not in msg.lower() or time.monotonic() >= deadline:
+                    if "lock" not in msg.lower():
+                        raise _unreadable_catalog(path, exc) from exc
+                    holder = re.search(r"\(PID (\d+)\)", msg)
+                    who = f"process {holder.group(1)}" if holder else "another process"
+                    raise CatalogLocked(
+                        f"{path} stayed locked by {who} for catalog_lock_timeout_s={timeout:g} s. Salient holds it only "
+                        f"for one short transaction, so {who} is stuck or is not salient: stop it, or raise "
+                        f"SALIENT_CATALOG_LOCK_TIMEOUT_S and try again") from exc
+            except duckdb.Error as exc:  # not a DuckDB file, or a damaged one
+                raise _unreadable_catalog(path, exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._schema_ok:
+            return
+        con.execute(_DDL)
+        for view in VIEWS:  # catalogs written by older versions stored their views; readers build their own now
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for table in ("_empty_examples", "_empty_rationales"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._schema_ok = True
+
+    @contextmanager
+    def _transaction(self, *, files_changed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short write transaction: BEGIN, yield the connection, COMMIT (ROLLBACK on error), close.
+
+        Bumps the catalog's version (and generation when `files_changed`: a view's file list changed),
+        which readers such as the SQL sandbox compare to decide what to re-read.
+        """
+        active = getattr(self._local, "con", None)
+        if active is not None:
+            if not self._local.writable:
+                raise CatalogError("internal: a catalog write was started inside a read; open the write first")
+            yield active
+            if files_changed:
+                self._local.files_changed = True
+            return
+        with self._lock:
+            con = self._connect(read_only=False)
+            self._local.con, self._local.writable, self._local.files_changed = con, True, files_changed
+            try:
+                self._ensure_schema(con)
+                con.execute("BEGIN")
+                try:
+                    yield con
+                    bump = ["version"] + (["generation"] if self._local.files_changed else [])
+                    con.execute("INSERT OR IGNORE INTO catalog_state VALUES ('version', 0), ('generation', 0)")
+                    con.execute("UPDATE catalog_state SET value = value + 1 WHERE name IN "
+                                f"({', '.join(repr(b) for b in bump)})")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                self._local.con = None
+                con.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for reads: read-only (never writes the file), or the current transaction's."""
+        active = getattr(self._local, "con", None)
+        if active is not None:
+            yield active
+            return
+        with self._lock:
+            if self.store.catalog_path.exists():
+                con = self._connect(read_only=True)
+            else:  # a new store: nothing written yet, so every table is empty
+                con = duckdb.connect(":memory:")
+                con.execute(_DDL)
+            self._local.con, self._local.writable = con, False
+            try:
+                yield con
+            finally:
+                self._local.con = None
+                con.close()
 
     # ---------------------------------------------------------------- reading
     def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
-        """Trusted, internal queries (the sandbox for user SQL is storage.sql)."""
-        with self._lock:
-            cur = self._con.execute(sql, params or [])
+        """Trusted, internal queries (the sandbox for user SQL is storage.sql).
+
+        The views examples / rationales / rationale_tokens are built on the connection when `sql` names one.
+        """
+        with self._reading() as con:
+            self._views_for(con, sql)
+            cur = con.execute(sql, params or [])
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     def arrow(self, sql: str, params: list | None = None) -> pa.Table:
-        with self._lock:
+        with self._reading() as con:
+            self._views_for(con, sql)
             # con.sql(...): execute(...).to_arrow_table() warns about an extra copy in DuckDB 2.0
-            return self._con.sql(sql, params=params or None).to_arrow_table()
+            return con.sql(sql, params=params or None).to_arrow_table()
+
+    def _views_for(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        if _NAMES_A_VIEW.search(sql):
+            create_views(con, *self._view_files(con), temp=True)
+
+    def _view_files(self, con: duckdb.DuckDBPyConnection) -> tuple[list[ViewFile], list[ViewFile]]:
+        """The files behind the views: active dataset parts and committed shards, with their identifying keys."""
+        parts = [ViewFile(self.store.absolute(p), {"dataset": n, "split": s}) for p, n, s in con.execute(
+            "SELECT path, name, split FROM datasets WHERE active ORDER BY name, split, path").fetchall()]
+        shards = [ViewFile(self.store.absolute(p), {"job_id": j, "dataset": d, "shard_index": i}) for p, j, d, i in con.execute(
+            'SELECT s.path, s.job_id, j.dataset, s."index" FROM shards s LEFT JOIN jobs j USING (job_id) '
+            'ORDER BY s.job_id, s."index"').fetchall()]
+        return parts, shards
+
+    def view_files(self) -> tuple[list[ViewFile], list[ViewFile]]:
+        """(dataset parts, shards) as `storage.views.ViewFile`s, for readers building the views."""
+        with self._reading() as con:
+            return self._view_files(con)
+
+    def state(self) -> tuple[int, int]:
+        """(generation, version): generation changes when a view's file list changed, version on every write."""
+        with self._reading() as con:
+            if not self._has_table(con, "catalog_state"):
+                return 0, 0
+            values = dict(con.execute("SELECT name, value FROM catalog_state").fetchall())
+        return values.get("generation", 0), values.get("version", 0)
+
+    @property
+    def generation(self) -> int:
+        return self.state()[0]
+
+    @property
+    def version(self) -> int:
+        return self.state()[1]
+
+    @staticmethod
+    def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
 
     def dataset_parts(self, name: str | None = None, split: str | None = None) -> list[str]:
         """Store-relative paths of the active Parquet parts, optionally for one dataset / split."""
@@ -199,17 +307,10 @@ class Catalog:
             params.append(job_id)
         return [r["path"] for r in self.query(sql + ' ORDER BY job_id, "index"', params)]
 
-    def snapshot_tables(self) -> dict[str, pa.Table]:
-        """The small catalog tables as Arrow, for the read-only SQL sandbox."""
-        return {t: self.arrow(f"SELECT * FROM {t}") for t in ("datasets", "jobs", "shards", "runs")}
-
-    # ---------------------------------------------------------------- views
-    def refresh_views(self) -> None:
-        with self._lock:
-            for stmt in view_statements(self.store, self.dataset_parts(), self.shard_paths()):
-                self._con.execute(stmt)
-            self.generation += 1
-            self.version += 1
+    def snapshot_tables(self, names: tuple[str, ...] = ("datasets", "jobs", "shards", "runs")) -> dict[str, pa.Table]:
+        """The small catalog tables as Arrow (one read), for the read-only SQL sandbox."""
+        with self._reading() as con:
+            return {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in names}
 
     # ---------------------------------------------------------------- datasets
     def find_dataset_version(self, name: str, content_hash: str) -> list[dict]:
@@ -220,22 +321,15 @@ class Catalog:
         format: str, source: str, content_hash: str, created_at: dt.datetime | None = None,
     ) -> None:
         """Record one ingested part; it supersedes (deactivates) older versions of the same (name, split)."""
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                self._con.execute(
-                    "UPDATE datasets SET active = FALSE WHERE name = ? AND split = ? AND version <> ?",
-                    [name, split, version],
-                )
-                self._con.execute(
-                    "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?)",
-                    [name, version, split, path, rows, format, source, content_hash, created_at or _now()],
-                )
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self.refresh_views()
+        with self._transaction(files_changed=True) as con:
+            con.execute(
+                "UPDATE datasets SET active = FALSE WHERE name = ? AND split = ? AND version <> ?",
+                [name, split, version],
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?)",
+                [name, version, split, path, rows, format, source, content_hash, created_at or _now()],
+            )
 
     def datasets(self) -> list[dict]:
         return self.query(
@@ -252,20 +346,20 @@ class Catalog:
 
         Creating a job id that already exists returns the existing row (re-running is a no-op).
         """
-        with self._lock:
-            existing = self.get_job(job_id)
-            if existing:
-                return existing
-            now = _now()
-            record = dict(job_id=job_id, dataset=dataset, split=split, spec=spec, total_rows=total_rows,
-                          shards_total=shards_total, idempotency_key=idempotency_key, created_at=now.isoformat())
-            write_json_atomic(record, self.store.job_spec_path(dataset, job_id))
-            self._con.execute(
-                "INSERT INTO jobs (job_id, dataset, split, status, spec, idempotency_key, total_rows, shards_total,"
-                " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                [job_id, dataset, split, json.dumps(spec), idempotency_key, total_rows, shards_total, now, now],
-            )
-            self.version += 1
+        existing = self.get_job(job_id)
+        if existing:
+            return existing
+        now = _now()
+        record = dict(job_id=job_id, dataset=dataset, split=split, spec=spec, total_rows=total_rows,
+                      shards_total=shards_total, idempotency_key=idempotency_key, created_at=now.isoformat())
+        write_json_atomic(record, self.store.job_spec_path(dataset, job_id))
+        with self._transaction() as con:
+            if self.get_job(job_id) is None:  # another process may have created it since the check above
+                con.execute(
+                    "INSERT INTO jobs (job_id, dataset, split, status, spec, idempotency_key, total_rows, shards_total,"
+                    " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    [job_id, dataset, split, json.dumps(spec), idempotency_key, total_rows, shards_total, now, now],
+                )
             return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> dict | None:
@@ -288,8 +382,13 @@ class Catalog:
             params.append(status)
         return self.query(sql + " ORDER BY created_at", params)
 
+    def job_shards(self, job_id: str) -> list[dict]:
+        """The committed shards of `job_id`: index, rows, error_rows, bytes, path."""
+        return self.query('SELECT "index", rows, error_rows, bytes, path FROM shards WHERE job_id = ? ORDER BY "index"',
+                          [job_id])
+
     def _transition(self, job_id: str, to: str, allowed_from: tuple[str, ...], message: str | None = None, **stamps) -> dict:
-        with self._lock:
+        with self._transaction() as con:
             job = self.get_job(job_id)
             if job is None:
                 raise JobStateError(f"no job {job_id!r}: list jobs with `salient jobs ls`")
@@ -305,8 +404,7 @@ class Catalog:
             for col, value in stamps.items():
                 sets.append(f"{col} = ?")
                 params.append(value)
-            self._con.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = ?", params + [job_id])
-            self.version += 1
+            con.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = ?", params + [job_id])
             return self.get_job(job_id)
 
     def mark_running(self, job_id: str) -> dict:
@@ -314,6 +412,7 @@ class Catalog:
         return self._transition(job_id, "running", ("queued", "running", "failed"), message="", started_at=_now(), finished_at=None)
 
     def mark_cancelling(self, job_id: str) -> dict:
+        """Ask the job's driver to stop: it sees `cancelling` at its next poll and ends the job cancelled."""
         return self._transition(job_id, "cancelling", ("queued", "running"))
 
     def mark_succeeded(self, job_id: str, message: str = "") -> dict:
@@ -333,30 +432,19 @@ class Catalog:
         """Record a shard whose file is already in place; update the job's progress counts.
 
         Returns False (and changes nothing) when the shard was already committed: each shard counts once.
+        One short transaction over two rows: no view is rebuilt here (readers build theirs, checking only
+        files they have not seen), so a commit costs O(1) files however many shards the store holds.
         """
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                done = self._con.execute(
-                    'SELECT count(*) FROM shards WHERE job_id = ? AND "index" = ?', [job_id, index]
-                ).fetchall()[0][0]
-                if done:
-                    self._con.execute("ROLLBACK")
-                    return False
-                self._con.execute(
-                    "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [job_id, index, path, rows, error_rows, bytes_, _now()],
-                )
-                self._con.execute(
-                    "UPDATE jobs SET done_rows = done_rows + ?, error_rows = error_rows + ?,"
-                    " shards_done = shards_done + 1, updated_at = ? WHERE job_id = ?",
-                    [rows, error_rows, _now(), job_id],
-                )
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self.refresh_views()
+        with self._transaction(files_changed=True) as con:
+            done = con.execute('SELECT count(*) FROM shards WHERE job_id = ? AND "index" = ?', [job_id, index]).fetchall()[0][0]
+            if done:
+                return False
+            con.execute("INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?)", [job_id, index, path, rows, error_rows, bytes_, _now()])
+            con.execute(
+                "UPDATE jobs SET done_rows = done_rows + ?, error_rows = error_rows + ?,"
+                " shards_done = shards_done + 1, updated_at = ? WHERE job_id = ?",
+                [rows, error_rows, _now(), job_id],
+            )
             return True
 
     # ---------------------------------------------------------------- runs
@@ -368,25 +456,17 @@ class Catalog:
             if col in ("config", "metrics") and value is not None and not isinstance(value, str):
                 value = json.dumps(value, default=str)
             values.append(value)
-        with self._lock:
-            self._con.execute(
+        with self._transaction() as con:
+            con.execute(
                 f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
                 values,
             )
-            self.version += 1
 
     def set_current_run(self, dataset: str, student: str, run_id: str) -> None:
         """Make run_id the one current run for (dataset, student), in one transaction."""
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                self._con.execute("UPDATE runs SET is_current = FALSE WHERE dataset = ? AND student = ?", [dataset, student])
-                self._con.execute("UPDATE runs SET is_current = TRUE WHERE run_id = ?", [run_id])
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self.version += 1
+        with self._transaction() as con:
+            con.execute("UPDATE runs SET is_current = FALSE WHERE dataset = ? AND student = ?", [dataset, student])
+            con.execute("UPDATE runs SET is_current = TRUE WHERE run_id = ?", [run_id])
 
     def runs(self, dataset: str | None = None) -> list[dict]:
         sql = "SELECT * FROM runs"
@@ -397,75 +477,11 @@ class Catalog:
         return self.query(sql + " ORDER BY created_at", params)
 
     # ---------------------------------------------------------------- rebuild
-    def rebuild(self) -> dict[str, int]:
-        """Recreate every table from the files alone (datasets parts, shards + job.json, run.json)."""
-        store = self.store
-        sweep_tmp(store.root)
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                for table in ("datasets", "jobs", "shards", "runs"):
-                    self._con.execute(f"DELETE FROM {table}")
-                counts = {"datasets": 0, "jobs": 0, "shards": 0, "runs": 0}
-                for part in sorted(store.datasets_dir.glob("*/*/part-*.parquet")):
-                    meta = read_metadata(part)
-                    self._con.execute(
-                        "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?)",
-                        [meta.get("salient.dataset", part.parent.parent.name), meta.get("salient.version", part.parent.name),
-                         meta["salient.split"], store.relative(part), int(meta["salient.rows"]), meta.get("salient.format"),
-                         meta.get("salient.source"), meta.get("salient.content_hash"), meta.get("salient.created_at")],
-                    )
-                    counts["datasets"] += 1
-                # the newest version of each (name, split) is the active one
-                self._con.execute(
-                    "UPDATE datasets SET active = TRUE WHERE (name, split, created_at) IN "
-                    "(SELECT name, split, max(created_at) FROM datasets GROUP BY name, split)"
-                )
-                for spec_path in sorted(store.rationales_dir.glob("dataset=*/job=*/job.json")):
-                    counts["jobs"] += self._rebuild_job(spec_path)
-                counts["shards"] = self._con.execute("SELECT count(*) FROM shards").fetchall()[0][0]
-                for record in sorted(store.runs_dir.glob("*/run.json")):
-                    self.register_run(json.loads(record.read_text()))
-                    counts["runs"] += 1
-                for pointer in sorted((store.runs_dir / "_current").glob("*.json")):
-                    p = json.loads(pointer.read_text())
-                    self._con.execute("UPDATE runs SET is_current = (run_id = ?) WHERE dataset = ? AND student = ?",
-                                      [p["run_id"], p["dataset"], p["student"]])
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self.refresh_views()
-            return counts
+    def rebuild(self, *, quarantine: bool = False) -> dict[str, int]:
+        """Recreate every table from the files alone; the counts registered (storage.recovery has the full report)."""
+        from .recovery import rebuild_catalog
 
-    def _rebuild_job(self, spec_path: Path) -> int:
-        record = json.loads(spec_path.read_text())
-        job_id = record["job_id"]
-        done_rows = error_rows = shards_done = 0
-        for shard in sorted(spec_path.parent.glob("shard-*.parquet")):
-            meta = read_metadata(shard)
-            rows, errs = int(meta["salient.rows"]), int(meta["salient.error_rows"])
-            self._con.execute(
-                "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [job_id, int(meta["salient.shard_index"]), self.store.relative(shard), rows, errs,
-                 shard.stat().st_size, meta.get("salient.created_at")],
-            )
-            done_rows += rows
-            error_rows += errs
-            shards_done += 1
-        total_shards = record.get("shards_total")
-        # Only the files survive: a job with all its shards is succeeded; otherwise it was interrupted
-        # (resumable: `salient attribute --job-id ...` picks it up again).
-        status = "succeeded" if total_shards is not None and shards_done >= total_shards else "failed"
-        message = "" if status == "succeeded" else f"rebuilt from files: {shards_done}/{total_shards} shards committed; re-run to resume"
-        self._con.execute(
-            "INSERT INTO jobs (job_id, dataset, split, status, spec, idempotency_key, total_rows, done_rows, error_rows,"
-            " shards_total, shards_done, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [job_id, record["dataset"], record.get("split"), status, json.dumps(record.get("spec", {})),
-             record.get("idempotency_key"), record.get("total_rows"), done_rows, error_rows, total_shards,
-             shards_done, message, record.get("created_at"), _now()],
-        )
-        return 1
+        return rebuild_catalog(self, quarantine=quarantine).counts
 
 
 def shard_metadata(*, job_id: str, shard_index: int, rows: int, error_rows: int, dataset: str) -> dict[str, str]:
@@ -478,10 +494,3 @@ def shard_metadata(*, job_id: str, shard_index: int, rows: int, error_rows: int,
         "salient.error_rows": str(error_rows),
         "salient.created_at": _now().isoformat(),
     }
-
-
-def iter_batches(path: str | Path, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
-    """Stream a Parquet file in record batches (for trainers reading large shards)."""
-    import pyarrow.parquet as pq
-
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)

@@ -1,4 +1,4 @@
-"""Dataset ingestion: a source file (or a DSS dataset directory) -> one Parquet part per split.
+"""Dataset ingestion: a source file (or a DSS dataset directory) -> one Parquet part per split, streamed.
 
     from storage import Catalog, Store
     from storage.ingest import IngestOptions, ingest
@@ -18,30 +18,45 @@ sha256(input)[:16]; an input that occurs more than once in a split gets
 sha256(split, source_index, input)[:16] for every occurrence instead (e-SNLI valid has such pairs),
 so ids are unique within (dataset, split) and stable for the same file.
 
+Types (storage.adapters.text_value): input must be a JSON string; id, target and template fields
+take a string or an integer; anything else (floats, lists, objects, booleans) is an error naming
+the line and the field unless `coerce=True` (`--coerce`) stores it as text. NaN and infinities are
+refused everywhere (storage.readers).
+
+Memory does not grow with the file. The source streams (storage.readers: bounded block reads,
+Parquet record batches) in batches of `ingest_batch_rows`; JSON Lines and Parquet batches are
+mapped by Arrow (GenericMapper.columns) with a per-record fallback that names the bad line, CSV and
+the DSS files per record. Every batch is validated, hashed for the version and written at once in
+the part's final layout (storage.spool.SplitSpool); at the end the file gets its footer and is
+renamed into place, or is rewritten once when ids repeat or column types changed between batches.
+
 Versions: version = the first `dataset_version_chars` hex characters of sha256(ingest options +
 split + the bytes of every file read). Parts land at `<store>/datasets/<name>/<version>/part-00000.parquet`
 with footer keys that Catalog.rebuild reads. Adding the same content again is a no-op. Ingest is
-atomic: every file is parsed and validated before anything is written; a bad record raises
-ValueError("<file>:<line>: <reason>; ...") and the store is left unchanged.
+atomic: every split is read and validated (pass 1) before any part is written, parts are
+registered only after all are written, and a failure removes what this ingest wrote; a bad record
+raises ValueError("<file>:<line>: <reason>; ...") and the store is left unchanged.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import shutil
-from collections import Counter
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from .adapters import DSS_FORMATS, FIX, READERS, RecordError, detect_dss, generic_rows, read_jsonl, where
+from .adapters import DSS_FORMATS, GenericMapper, RecordError, detect_dss
 from .catalog import Catalog
-from .parquet_io import read_metadata, write_parquet_atomic
-from .schemas import DATASET_SCHEMA
+from .parquet_io import read_metadata
+from .readers import (FIX, ContentHash, arrow_json_lines, json_line_batches, loads, parse_json_lines, read_csv_records,
+                      read_json_records, read_parquet_batches, where)
+from .spool import Batch, SplitSpool
 from .settings import get_setting
 from .store import check_name
+from .templates import check_template
 
 GENERIC_FORMATS = ("jsonl", "csv", "parquet")
 FORMATS = ("auto",) + GENERIC_FORMATS + tuple(DSS_FORMATS)
@@ -61,13 +76,15 @@ class IngestOptions:
     input_field: str | None = None
     """Field holding the model input (default `input`); exclusive with input_template."""
     input_template: str | None = None
-    """Python format string over the record's fields, e.g. "{question}\\nContext: {context}"."""
+    """Plain `{field}` template over the record's fields, e.g. "{question}\\nContext: {context}" (storage.templates)."""
     target_field: str | None = None
     """Field holding the gold answer (default: `target`, `label` or `answer` when present, else none)."""
     choices_field: str | None = None
     """Field holding the answer choices: a list of strings or a JSON array string (default `choices` when present)."""
     llm: bool = True
     """DSS formats: add the PaLM rationales from llm/ as llm_rationale / llm_label."""
+    coerce: bool = False
+    """Store non-string values of text fields (input, id, target, template fields) as text instead of refusing them."""
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -76,18 +93,41 @@ class IngestOptions:
             raise ValueError("give either --input-field or --input-template, not both")
         if self.split is not None:
             check_name("split", self.split)
+        if self.input_template is not None:
+            check_template(self.input_template)
+
+    def described(self) -> dict:
+        """The options as hashed into the version (coerce only when set, so older versions stay valid)."""
+        out = {k: v for k, v in asdict(self).items() if k != "split"}
+        if not self.coerce:
+            out.pop("coerce")
+        return out
 
 
 @dataclass
-class PreparedSplit:
-    """One split parsed and validated in memory, not yet written."""
+class SplitSource:
+    """One split to read: `batches(digest)` yields Batch-es and hashes what it reads."""
 
     split: str
-    table: pa.Table
-    content_hash: str
     format: str
-    source: str
+    path: Path
+    batches: Callable[[ContentHash], Iterator[Batch]]
+    llm: Callable[[], tuple[list[tuple[str, str | None]] | None, list[bytes]]] = lambda: (None, [])
+    """DSS: the parsed PaLM outputs (rationale, label) and the raw files' bytes for the version hash."""
+
+
+@dataclass
+class Spooled:
+    """Pass 1 of one split: its validated rows in a SplitSpool, and the content hash."""
+
+    source: SplitSource
+    spool: SplitSpool
+    content_hash: str
     llm_rows: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.spool.rows
 
 
 @dataclass
@@ -103,76 +143,20 @@ class PartResult:
     notes: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------ rows -> table
-def _hash_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+@dataclass
+class PreparedSplit:
+    """One split read whole into memory (prepare(): for small sources such as the DSS files)."""
+
+    split: str
+    table: pa.Table
+    content_hash: str
+    format: str
+    source: str
+    llm_rows: int = 0
 
 
-def _assign_ids(rows: list[dict], split: str) -> None:
-    """Hash ids where the source has none; reject duplicate source ids (see the module docstring)."""
-    seen: dict[str, str] = {}
-    counts = Counter(r["input"] for r in rows if r["example_id"] is None)
-    for i, r in enumerate(rows):
-        if r["example_id"] is None:
-            r["example_id"] = _hash_id(split, str(i), r["input"]) if counts[r["input"]] > 1 else _hash_id(r["input"])
-        elif r["example_id"] in seen:
-            raise ValueError(
-                f"{r['where']}: example id {r['example_id']!r} already used at {seen[r['example_id']]}; ids must be unique "
-                "within a split: pass --id-field naming a unique field, or omit the id field to hash the inputs")
-        seen[r["example_id"]] = r["where"]
-
-
-def _extra_column(values: list) -> pa.Array:
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        arr = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in values])
-    return arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
-
-
-def _to_table(rows: list[dict], split: str, llm: list[tuple[str, str | None]] | None) -> pa.Table:
-    arrays = [
-        pa.array([r["example_id"] for r in rows], pa.string()),
-        pa.array([r["input"] for r in rows], pa.string()),
-        pa.array([r["target"] for r in rows], pa.string()),
-        pa.array([r["choices"] for r in rows], pa.list_(pa.string())),
-        pa.array([split] * len(rows), pa.string()),
-    ]
-    fields = list(DATASET_SCHEMA)
-    extra_names: list[str] = []
-    for r in rows:
-        for k in r["extra"]:
-            if k not in extra_names:
-                extra_names.append(k)
-    for name in extra_names:
-        arr = _extra_column([r["extra"].get(name) for r in rows])
-        arrays.append(arr)
-        fields.append(pa.field(name, arr.type))
-    arrays.append(pa.array(range(len(rows)), pa.int64()))
-    fields.append(pa.field("source_index", pa.int64()))
-    if llm is not None:
-        for i, name in enumerate(("llm_rationale", "llm_label")):
-            arrays.append(pa.array([pair[i] for pair in llm], pa.string()))
-            fields.append(pa.field(name, pa.string()))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-class _Hasher:
-    def __init__(self, opts: IngestOptions, fmt: str, split: str):
-        self._h = hashlib.sha256(b"salient-ingest-v1\n")
-        described = {k: v for k, v in asdict(opts).items() if k != "split"} | {"format": fmt, "split": split}
-        self._h.update(json.dumps(described, sort_keys=True).encode() + b"\n")
-
-    def add(self, data: bytes) -> None:
-        self._h.update(len(data).to_bytes(8, "little"))
-        self._h.update(data)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-# ------------------------------------------------------------------ planning (parse + validate, no writes)
-def _prepare_dss(fmt_name: str, path: Path, opts: IngestOptions) -> list[PreparedSplit]:
+# ------------------------------------------------------------------ sources
+def _dss_sources(fmt_name: str, path: Path, opts: IngestOptions) -> list[SplitSource]:
     fmt = DSS_FORMATS[fmt_name]
     if path.is_dir():
         directory, files = path, fmt.split_files(path)
@@ -188,47 +172,51 @@ def _prepare_dss(fmt_name: str, path: Path, opts: IngestOptions) -> list[Prepare
             raise ValueError(f"{path}: no split {opts.split!r} for {fmt_name}; present: {', '.join(sorted(files))}"
                              + (f" ({fmt.missing_note})" if fmt.missing_note else ""))
         files = {opts.split: files[opts.split]}
-    prepared = []
+    max_bytes = get_setting("ingest_max_line_bytes")
+    sources = []
     for split, file in files.items():
         check_name("split", split)
-        hasher = _Hasher(opts, fmt_name, split)
-        data = file.read_bytes()
-        hasher.add(data)
-        rows = []
-        for lineno, rec in read_jsonl(file, data):
-            try:
-                row = fmt.build(rec)
-            except RecordError as exc:
-                raise ValueError(f"{where(file, lineno)}: {exc}; {FIX}") from None
-            row["where"] = where(file, lineno)
-            rows.append(row)
-        _assign_ids(rows, split)
-        llm = None
-        llm_files = fmt.llm_files(directory, split) if opts.llm else []
-        if llm_files:
-            outputs: list[str] = []
-            for lf in llm_files:
-                blob = lf.read_bytes()
-                hasher.add(blob)
+
+        def rows(digest, file=file):
+            for loc, rec in read_json_records(file, max_bytes, digest):
                 try:
-                    items = json.loads(blob)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where(lf, exc.lineno)}: invalid JSON ({exc.msg}); fix the file or pass --no-llm") from None
+                    yield loc, fmt.build(rec)
+                except RecordError as exc:
+                    raise ValueError(f"{where(file, loc)}: {exc}; {FIX}") from None
+
+        def batches(digest, rows=rows):
+            for chunk in _chunks(rows(digest), get_setting("ingest_batch_rows")):
+                yield Batch.of_rows(chunk)
+
+        def llm(split=split):
+            llm_files = fmt.llm_files(directory, split) if opts.llm else []
+            if not llm_files:
+                return None, []
+            outputs: list[str] = []
+            blobs: list[bytes] = []
+            for lf in llm_files:
+                with open(lf, "rb") as f:
+                    blob = f.read(max_bytes + 1)
+                if len(blob) > max_bytes:
+                    raise ValueError(f"{lf}: over ingest_max_line_bytes={max_bytes} bytes; pass --no-llm or raise "
+                                     "SALIENT_INGEST_MAX_LINE_BYTES")
+                blobs.append(blob)
+                try:
+                    items = loads(blob)
+                except ValueError as exc:
+                    raise ValueError(f"{where(lf, getattr(exc, 'lineno', 1))}: invalid JSON ({exc}); fix the file "
+                                     "or pass --no-llm") from None
                 if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
                     raise ValueError(f"{lf}: expected a JSON list of strings; fix the file or pass --no-llm")
                 outputs.extend(items)
-            if len(outputs) != len(rows):
-                raise ValueError(
-                    f"{directory / 'llm'}: {len(outputs)} PaLM outputs for split {split!r} but {file} has {len(rows)} "
-                    "examples; they must align one to one (pass --no-llm to ingest without them)")
-            llm = [fmt.parse_llm(o) for o in outputs]
-        prepared.append(PreparedSplit(split, _to_table(rows, split, llm), hasher.hexdigest(), fmt_name,
-                                      str(file.resolve()), llm_rows=len(llm or ())))
-    return prepared
+            return [fmt.parse_llm(o) for o in outputs], blobs
+
+        sources.append(SplitSource(split, fmt_name, file, batches, llm))
+    return sources
 
 
-def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
-    """Parse and validate every split of `path` in memory; raises ValueError naming file:line on bad input."""
+def sources(path: str | Path, opts: IngestOptions) -> list[SplitSource]:
+    """The splits `path` holds under `opts`; checks the format and options, reads nothing yet."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give the path of a JSONL/CSV/Parquet file or a DSS dataset directory")
@@ -242,16 +230,89 @@ def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
                  if getattr(opts, k)]
         if given:
             raise ValueError(f"{', '.join(given)} apply to --format jsonl/csv/parquet only; --format {fmt} builds its fields itself")
-        return _prepare_dss(fmt, path, opts)
+        return _dss_sources(fmt, path, opts)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; --format {fmt} reads one file (directories are for {', '.join(DSS_FORMATS)})")
-    split = opts.split or "train"
-    data = path.read_bytes()
-    hasher = _Hasher(opts, fmt, split)
-    hasher.add(data)
-    rows = generic_rows(path, READERS[fmt](path, data), opts)
-    _assign_ids(rows, split)
-    return [PreparedSplit(split, _to_table(rows, split, None), hasher.hexdigest(), fmt, str(path.resolve()))]
+    return [SplitSource(opts.split or "train", fmt, path, lambda digest: _generic_batches(path, fmt, opts, digest))]
+
+
+def _chunks(items, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _generic_batches(path: Path, fmt: str, opts: IngestOptions, digest: ContentHash) -> Iterator[Batch]:
+    """JSONL and Parquet batches go through GenericMapper.columns (Arrow), falling back to the per-record
+    path for a batch it cannot take (which then names the bad line); CSV records go per record."""
+    max_bytes, batch_rows = get_setting("ingest_max_line_bytes"), get_setting("ingest_batch_rows")
+    mapper: GenericMapper | None = None
+
+    def per_record(records: list[tuple[str, dict]]) -> Batch:
+        nonlocal mapper
+        rows = []
+        for loc, rec in records:
+            if mapper is None:
+                mapper = GenericMapper(path, opts, loc, rec)
+            rows.append((loc, mapper.row(loc, rec)))
+        return Batch.of_rows(rows)
+
+    if fmt == "jsonl":
+        for item in json_line_batches(path, max_bytes, batch_rows, digest):
+            if isinstance(item, list):  # a JSON array's records
+                for chunk in _chunks(item, batch_rows):
+                    yield per_record(chunk)
+                continue
+            numbers, lines = item
+            if mapper is None:
+                mapper = GenericMapper(path, opts, *parse_json_lines(path, numbers[:1], lines[:1])[0])
+            table = arrow_json_lines(lines)
+            columns = mapper.columns(table) if table is not None else None
+            if columns is None:
+                yield per_record(parse_json_lines(path, numbers, lines))
+            else:
+                yield Batch(columns, numbers)
+    elif fmt == "csv":
+        for chunk in _chunks(read_csv_records(path, max_bytes, digest), batch_rows):
+            yield per_record(chunk)
+    else:
+        for offset, table in read_parquet_batches(path, batch_rows, digest):
+            if mapper is None and table.num_rows:
+                mapper = GenericMapper(path, opts, f"row {offset}", table.slice(0, 1).to_pylist()[0])
+            columns = mapper.columns(table) if mapper is not None else None
+            if columns is None:
+                yield per_record([(f"row {offset + i}", rec) for i, rec in enumerate(table.to_pylist())])
+            else:
+                yield Batch(columns, list(range(offset, offset + table.num_rows)))
+    if mapper is None:
+        raise ValueError(f"{path}: no records; nothing was written")
+
+
+
+# ------------------------------------------------------------------ pass 1: read, validate, spool
+def _spool(source: SplitSource, opts: IngestOptions, work: Path, dataset: str) -> Spooled:
+    digest = ContentHash(opts.described() | {"format": source.format, "split": source.split})
+    llm, llm_blobs = source.llm()  # read first so that batches carry them; hashed after the rows
+    spool = SplitSpool(work, source.split, dataset, source.path, "row " if source.format == "parquet" else "",
+                       get_setting("parquet_row_group_size"), llm)
+    try:
+        for batch in source.batches(digest):
+            spool.add(batch)
+        for blob in llm_blobs:  # the PaLM files are hashed after the split's file, as they always were
+            digest.add(blob)
+        if llm is not None and len(llm) != spool.rows:
+            raise ValueError(
+                f"{source.path.parent / 'llm'}: {len(llm)} PaLM outputs for split {source.split!r} but {source.path} "
+                f"has {spool.rows} examples; they must align one to one (pass --no-llm to ingest without them)")
+    except BaseException:
+        spool.close()
+        raise
+    return Spooled(source, spool, digest.hexdigest(), llm_rows=len(llm or ()))
 
 
 # ------------------------------------------------------------------ writing
@@ -265,6 +326,20 @@ def part_metadata(*, name: str, version: str, split: str, rows: int, format: str
     }
 
 
+def _spool_all(path: str | Path, opts: IngestOptions, work: Path, dataset: str) -> list[Spooled]:
+    out = []
+    try:
+        for i, source in enumerate(sources(path, opts)):
+            directory = work / f"split-{i}"
+            directory.mkdir(parents=True)
+            out.append(_spool(source, opts, directory, dataset))
+    except BaseException:
+        for sp in out:
+            sp.spool.close()
+        raise
+    return out
+
+
 def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | None = None) -> list[PartResult]:
     """Add dataset `name` from `path` to the store; returns one PartResult per split.
 
@@ -273,42 +348,59 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
     """
     opts = opts or IngestOptions()
     check_name("dataset", name)
-    prepared = prepare(path, opts)  # every file parsed and validated before any write
     store = catalog.store
     chars = get_setting("dataset_version_chars")
-    row_group = get_setting("parquet_row_group_size")
     created_at = dt.datetime.now(dt.timezone.utc)
     results: list[PartResult] = []
     written: list[Path] = []
+    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.root))
     try:
-        for p in prepared:
-            version = p.content_hash[:chars]
+        spooled = _spool_all(path, opts, work, name)  # every split read and validated before any write
+        for sp in spooled:
+            src = sp.source
+            version = sp.content_hash[:chars]
             part = store.dataset_part(name, version, 0)
-            notes = [f"{p.llm_rows} PaLM rationales in llm_rationale"] if p.llm_rows else []
-            existing = catalog.find_dataset_version(name, p.content_hash)
-            same_split = [e for e in existing if e["split"] == p.split]
+            notes = [f"{sp.llm_rows} PaLM rationales in llm_rationale"] if sp.llm_rows else []
+            source_path = str(src.path.resolve())
+            same_split = [e for e in catalog.find_dataset_version(name, sp.content_hash) if e["split"] == src.split]
             if same_split and same_split[0]["active"]:
-                results.append(PartResult(name, p.split, version, p.table.num_rows, "unchanged", same_split[0]["path"],
-                                          p.format, p.source, notes))
+                results.append(PartResult(name, src.split, version, sp.rows, "unchanged", same_split[0]["path"],
+                                          src.format, source_path, notes))
                 continue
-            table = p.table.add_column(5, pa.field("dataset", pa.string()), pa.array([name] * p.table.num_rows, pa.string()))
-            meta = part_metadata(name=name, version=version, split=p.split, rows=p.table.num_rows, format=p.format,
-                                 source=p.source, content_hash=p.content_hash, created_at=created_at)
+            meta = part_metadata(name=name, version=version, split=src.split, rows=sp.rows, format=src.format,
+                                 source=source_path, content_hash=sp.content_hash, created_at=created_at)
             created_dir = not part.parent.exists()
-            write_parquet_atomic(table, part, row_group_size=row_group, metadata=meta)
-            written.append(part if not created_dir else part.parent)
+            try:
+                sp.spool.finish(part, meta)
+            finally:
+                written.append(part if not created_dir else part.parent)
             status = "reactivated" if same_split else "added"
-            results.append(PartResult(name, p.split, version, p.table.num_rows, status, store.relative(part),
-                                      p.format, p.source, notes))
-        for r, p in zip(results, prepared):
+            results.append(PartResult(name, src.split, version, sp.rows, status, store.relative(part),
+                                      src.format, source_path, notes))
+        for r, sp in zip(results, spooled):
             if r.status != "unchanged":
                 catalog.register_dataset_part(name=name, version=r.version, split=r.split, path=r.path, rows=r.rows,
-                                              format=r.format, source=r.source, content_hash=p.content_hash,
+                                              format=r.format, source=r.source, content_hash=sp.content_hash,
                                               created_at=created_at)
     except BaseException:
         _remove_unregistered(catalog, written)
         raise
+    finally:
+        for sp in locals().get("spooled") or []:
+            sp.spool.close()
+        shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def prepare(path: str | Path, opts: IngestOptions) -> list[PreparedSplit]:
+    """Read and validate every split of `path` into memory (small sources only; `ingest` streams)."""
+    with tempfile.TemporaryDirectory(prefix="salient-prepare-") as tmp:
+        out = []
+        for sp in _spool_all(path, opts, Path(tmp), ""):
+            table = sp.spool.table().drop_columns(["dataset"])
+            out.append(PreparedSplit(sp.source.split, table, sp.content_hash, sp.source.format,
+                                     str(sp.source.path.resolve()), llm_rows=sp.llm_rows))
+        return out
 
 
 def _remove_unregistered(catalog: Catalog, written: list[Path]) -> None:

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +23,7 @@ DEFAULT_ROW_GROUP_SIZE = 64_000
 COMPRESSION = "zstd"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -41,7 +42,7 @@ def _tmp_for(path: Path) -> tuple[int, Path]:
 
 def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_parquet_atomic(
@@ -66,6 +67,80 @@ def write_parquet_atomic(
             pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_size)
             fh.flush()
             os.fsync(fh.fileno())
+        _commit(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path.stat().st_size
+
+
+class GroupedParquetWriter:
+    """A Parquet file written table by table in row groups of `row_group_size` rows.
+
+    Holds at most one row group plus one incoming table in memory. `close(metadata)` adds footer
+    key/value pairs and fsyncs (for a file about to be renamed into place).
+    """
+
+    def __init__(self, sink, schema: pa.Schema, *, row_group_size: int = DEFAULT_ROW_GROUP_SIZE):
+        self.schema = schema
+        self.row_group_size = row_group_size
+        self._file = open(sink, "wb") if isinstance(sink, (str, os.PathLike)) else sink
+        self._owns_file = isinstance(sink, (str, os.PathLike))
+        self._writer = pq.ParquetWriter(self._file, schema, compression=COMPRESSION)
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= self.row_group_size:
+            merged = pa.concat_tables(self._pending)
+            full = self._rows - self._rows % self.row_group_size
+            self._writer.write_table(merged.slice(0, full), row_group_size=self.row_group_size)
+            rest = merged.slice(full)
+            self._pending, self._rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self, metadata: dict[str, str] | None = None, *, sync: bool = False) -> None:
+        if self._writer is None:
+            return
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self.row_group_size)
+            self._pending, self._rows = [], 0
+        if metadata:
+            self._writer.add_key_value_metadata(metadata)
+        self._writer.close()
+        self._writer = None
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+        if self._owns_file:
+            self._file.close()
+
+
+def write_parquet_batches_atomic(
+    tables: Iterable[pa.Table],
+    path: str | os.PathLike,
+    schema: pa.Schema,
+    *,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Stream `tables` (each with `schema`) into `path` atomically, in row groups of `row_group_size`.
+
+    Holds at most one row group plus one incoming table in memory; returns the file size in bytes.
+    """
+    path = Path(path)
+    fd, tmp = _tmp_for(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer = GroupedParquetWriter(fh, schema, row_group_size=row_group_size)
+            try:
+                for table in tables:
+                    writer.write(table)
+            except BaseException:
+                writer.close()
+                raise
+            writer.close(metadata, sync=True)
         _commit(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -134,7 +209,7 @@ def atomic_dir(path: str | os.PathLike):
             if fh_path.is_file():
                 with open(fh_path, "rb") as fh:
                     os.fsync(fh.fileno())
-        _fsync_dir(version)
+        fsync_dir(version)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)
         raise
@@ -156,8 +231,8 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The key/value metadata of a Parquet file's footer, decoded."""
-    meta = pq.read_schema(path).metadata or {}
+    """The key/value metadata of a Parquet file's footer, decoded (schema metadata and keys added at close)."""
+    meta = pq.read_metadata(path).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 

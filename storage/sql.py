@@ -1,27 +1,43 @@
 """The sandboxed, read-only SQL runner behind `salient sql` and the REST /sql endpoint.
 
-User SQL never runs on the catalog's own connection. A sandbox is a separate in-memory DuckDB
-database holding copies of the catalog tables (datasets, jobs, shards, runs) and the views
-examples / rationales / rationale_tokens over the store's Parquet files, locked down with
+User SQL never runs on the catalog's own connection, nor in the caller's process. A sandbox is a
+worker process (storage.sql_worker) holding a separate in-memory DuckDB database with copies of
+the catalog tables (datasets, jobs, shards, runs), read in one read-only open of catalog.duckdb
+(user SQL never writes it), and the views examples / rationales / rationale_tokens built there
+over the catalog's file lists (storage.views: a damaged file makes only the queries that read it
+fail), locked down with
 
 * a statement allowlist checked by DuckDB's own parser (`duckdb.extract_statements`): one
-  statement, of type SELECT (which covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE,
-  PIVOT-free selects) or EXPLAIN [ANALYZE] of a SELECT;
-* `allowed_directories=[<store root>/]` then `enable_external_access=false`: table functions may
-  read the store and nothing else (read_csv('/etc/passwd') and `..` paths are refused by DuckDB);
-* `python_enable_replacements=false` (no reading Python variables), no temp directory (nothing
-  spills to disk), `memory_limit`, `threads`, then `lock_configuration=true` (SET/RESET refused);
-* a time limit: a `threading.Timer` calls `interrupt()` on the query's cursor;
+  statement, of type SELECT (which covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
+  or EXPLAIN [ANALYZE] of a SELECT;
+* a function allowlist over the parsed statement (`json_serialize_sql`): table functions only
+  from TABLE_FUNCTIONS (Parquet readers, range/generate_series/unnest, read-only duckdb_*
+  introspection) and no state-changing scalar function (REFUSED_FUNCTIONS), so `checkpoint()`,
+  `query('...')` or `read_csv(...)` are refused before they run;
+* `lock_down(con, root, ...)`, the one lock-down of every DuckDB connection that runs user SQL
+  (also student_trainer's `--where`): `allowed_directories=[<store root>/]` then
+  `enable_external_access=false` (Parquet reads inside the store only), no Python replacement
+  scans, no extension autoload, no temp directory (nothing spills to disk), `memory_limit`,
+  `threads`, then `lock_configuration=true` (SET/RESET refused);
+* limits held from outside DuckDB by the worker process: its memory is bounded by RLIMIT_DATA
+  and a resident-set watchdog at sql_memory_limit + sql_worker_overhead; at the time limit it is
+  killed (SQLTimeout) and the next query starts a fresh one; a result over
+  sql_max_result_bytes is refused;
 * a row cap: at most `max_rows + 1` rows are fetched; the result reports `truncated`.
 
-Limits are the settings in storage.settings (sql_time_limit_s, sql_max_rows, sql_memory_limit,
-sql_threads, sql_max_query_chars).
+Limits are the settings in storage.settings (sql_time_limit_s, sql_max_time_limit_s,
+sql_max_rows, sql_memory_limit, sql_worker_overhead, sql_max_result_bytes, sql_threads,
+sql_max_query_chars).
 
     result = run_sql(catalog, "SELECT dataset, count(*) FROM rationales GROUP BY ALL")
     result.columns, result.rows, result.truncated, result.elapsed_s
 """
 from __future__ import annotations
 
+import io
+import json
+import math
+import pickle
 import re
 import threading
 import time
@@ -30,14 +46,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from .catalog import Catalog, create_empty_tables, view_statements
+from .catalog import Catalog
+from .views import ViewFile, create_views
 from .settings import get_setting
+from .sql_worker import WorkerKilled, WorkerProcess
 
 ALLOWED = "SELECT (incl. WITH, VALUES, FROM ..., DESCRIBE, SHOW, SUMMARIZE) or EXPLAIN [ANALYZE] SELECT"
 TABLES = ("datasets", "jobs", "shards", "runs", "examples", "rationales", "rationale_tokens")
-_LIVE_TABLES = ("jobs", "runs")
+TABLE_FUNCTIONS = frozenset({
+    "read_parquet", "parquet_scan", "parquet_metadata", "parquet_schema", "parquet_file_metadata",
+    "parquet_kv_metadata", "range", "generate_series", "unnest", "glob", "json_each", "json_tree",
+    "duckdb_columns", "duckdb_constraints", "duckdb_databases", "duckdb_functions", "duckdb_keywords",
+    "duckdb_schemas", "duckdb_settings", "duckdb_tables", "duckdb_types", "duckdb_views", "pragma_table_info",
+})
+"""Table functions user SQL may call; Parquet readers see only the store (allowed_directories)."""
+REFUSED_FUNCTIONS = frozenset({"write_log", "setseed", "nextval", "setval", "currval"})
+"""Scalar functions with effects beyond their result (DuckDB's has_side_effects, less the harmless random/uuid)."""
+_LIVE_TABLES = ("datasets", "jobs", "shards", "runs")
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\b", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 class SQLRefused(ValueError):
@@ -45,7 +76,7 @@ class SQLRefused(ValueError):
 
 
 class SQLTimeout(RuntimeError):
-    """The query ran past the time limit and was interrupted."""
+    """The query ran past the time limit and was stopped."""
 
 
 @dataclass
@@ -65,6 +96,7 @@ class SQLResult:
         return [dict(zip(self.columns, r)) for r in self.rows]
 
 
+# ------------------------------------------------------------------ statement checking
 def check_statement(sql: str, max_chars: int | None = None) -> str:
     """Return the single allowed statement in `sql`, or raise SQLRefused naming what is allowed."""
     max_chars = max_chars or get_setting("sql_max_query_chars")
@@ -78,10 +110,11 @@ def check_statement(sql: str, max_chars: int | None = None) -> str:
         raise SQLRefused(f"give exactly one statement (got {len(statements)}); allowed: {ALLOWED}")
     stmt = statements[0]
     kind = stmt.type
+    checked = stmt.query
     if kind == duckdb.StatementType.EXPLAIN:
-        inner = _EXPLAIN.sub("", stmt.query, count=1)
+        checked = _EXPLAIN.sub("", stmt.query, count=1)
         try:
-            inner_kinds = [s.type for s in duckdb.extract_statements(inner)] if inner.strip() else []
+            inner_kinds = [s.type for s in duckdb.extract_statements(checked)] if checked.strip() else []
         except duckdb.Error:
             inner_kinds = []
         if inner_kinds != [duckdb.StatementType.SELECT]:
@@ -91,79 +124,257 @@ def check_statement(sql: str, max_chars: int | None = None) -> str:
         raise SQLRefused(
             f"{name} statements are refused: this connection is read-only. Allowed: {ALLOWED}. "
             f"Tables: {', '.join(TABLES)}")
+    check_functions(checked)
     return stmt.query
+
+
+_PARSER: duckdb.DuckDBPyConnection | None = None
+_PARSER_LOCK = threading.Lock()
+
+
+def _parse_tree(select_sql: str) -> dict:
+    global _PARSER
+    with _PARSER_LOCK:
+        if _PARSER is None:
+            _PARSER = duckdb.connect(":memory:")
+        text = _PARSER.execute("SELECT json_serialize_sql(?)", [select_sql]).fetchone()[0]
+    return json.loads(text)
+
+
+def _function_names(node: Any, table: set[str], scalar: set[str]) -> None:
+    """Collect table-function and other function names anywhere in a json_serialize_sql tree."""
+    if isinstance(node, dict):
+        if node.get("type") == "TABLE_FUNCTION" and isinstance(node.get("function"), dict):
+            fn = node["function"]
+            table.add(str(fn.get("function_name", "")).lower())
+            _function_names(fn.get("arguments"), table, scalar)
+            rest = {k: v for k, v in node.items() if k != "function"}
+            _function_names(rest, table, scalar)
+            return
+        if "function_name" in node:
+            scalar.add(str(node["function_name"]).lower())
+        for value in node.values():
+            _function_names(value, table, scalar)
+    elif isinstance(node, list):
+        for value in node:
+            _function_names(value, table, scalar)
+
+
+def check_functions(select_sql: str) -> None:
+    """Refuse table functions outside TABLE_FUNCTIONS and the scalar functions in REFUSED_FUNCTIONS."""
+    tree = _parse_tree(select_sql)
+    if tree.get("error"):
+        raise SQLRefused(f"this SELECT cannot be checked ({tree.get('error_message', 'unsupported syntax')}); "
+                         f"rewrite it as a plain {ALLOWED}")
+    table: set[str] = set()
+    scalar: set[str] = set()
+    _function_names(tree.get("statements"), table, scalar)
+    bad_table = sorted(table - TABLE_FUNCTIONS)
+    if bad_table:
+        raise SQLRefused(
+            f"table function {', '.join(bad_table)} is not allowed in the sandbox; allowed table functions: "
+            f"{', '.join(sorted(TABLE_FUNCTIONS))} (Parquet readers see only the store). Tables: {', '.join(TABLES)}")
+    bad_scalar = sorted(scalar & REFUSED_FUNCTIONS)
+    if bad_scalar:
+        raise SQLRefused(f"function {', '.join(bad_scalar)} changes state and is refused in the sandbox "
+                         f"(refused: {', '.join(sorted(REFUSED_FUNCTIONS))})")
+
+
+def check_time_limit(value: float | str | None) -> float:
+    """A time limit in seconds: finite, positive and at most sql_max_time_limit_s (default sql_time_limit_s)."""
+    cap = float(get_setting("sql_max_time_limit_s"))
+    raw = get_setting("sql_time_limit_s") if value is None else value
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise SQLRefused(f"time limit {raw!r} is not a number of seconds; pass --time-limit SECONDS") from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > cap:
+        raise SQLRefused(f"time limit {raw!r} must be a finite number of seconds in (0, {cap:g}] "
+                         f"(sql_max_time_limit_s={cap:g}; raise SALIENT_SQL_MAX_TIME_LIMIT_S for longer queries)")
+    return seconds
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-class Sandbox:
-    """A locked-down in-memory DuckDB over one catalog's snapshot. One query at a time."""
+# ------------------------------------------------------------------ connections
+def lock_down(con: duckdb.DuckDBPyConnection, root: str, *, memory_limit: str | None = None,
+              threads: int | None = None) -> None:
+    """Lock a connection that will run user SQL: reads only under `root`, no settings changes afterwards.
 
-    def __init__(self, catalog: Catalog, *, memory_limit: str | None = None, threads: int | None = None):
-        self.catalog = catalog
-        self.memory_limit = memory_limit or get_setting("sql_memory_limit")
-        self.threads = threads or get_setting("sql_threads")
-        self._lock = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._generation: int | None = None
-        self._version: int | None = None
+    Call it after creating the tables and views the user may read. `memory_limit` (a size such
+    as "1GB") and `threads` are set when given.
+    """
+    root = str(root).rstrip("/") + "/"
+    # Order matters: allowed_directories and temp_directory cannot change once external access is off.
+    con.execute("SET temp_directory = ''")
+    con.execute("SET allowed_directories = ['" + root.replace("'", "''") + "']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET python_enable_replacements = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_progress_bar = false")
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = '{_memory(memory_limit)}'")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET lock_configuration = true")
 
-    def _build(self) -> duckdb.DuckDBPyConnection:
-        cat = self.catalog
+
+def _memory(value: str) -> str:
+    if not _SIZE.fullmatch(str(value)):
+        raise ValueError(f"sql_memory_limit={value!r}: use a size like 512MB or 2GB")
+    return str(value).strip()
+
+
+def size_bytes(value: str, name: str) -> int:
+    """'1GB' -> 10**9, '512MiB' -> 2**29 (DuckDB's units)."""
+    m = _SIZE.fullmatch(str(value))
+    if not m:
+        raise ValueError(f"{name}={value!r}: use a size like 512MB or 2GB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, replace: bool = False) -> None:
+    con.register("__snapshot", table)
+    try:
+        con.execute(f"CREATE {'OR REPLACE ' if replace else ''}TABLE {name} AS SELECT * FROM __snapshot")
+    finally:
+        con.unregister("__snapshot")
+
+
+class WorkerState:
+    """The worker process's side (storage.sql_worker): one locked-down connection, built from a plan."""
+
+    def __init__(self):
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+    def handle(self, request: tuple) -> tuple:
+        kind = request[0]
+        if kind == "build":
+            return self.build(request[1])
+        if kind == "replace":
+            for name, data in request[1].items():
+                _copy_table(self.con, name, _from_ipc(data), replace=True)
+            return ("ok",)
+        if kind == "query":
+            return self.query(*request[1:])
+        raise ValueError(f"unknown request {kind!r}")
+
+    def build(self, plan: dict) -> tuple:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
         con = duckdb.connect(":memory:")
         try:
-            for name, table in cat.snapshot_tables().items():
-                self._copy_table(con, name, table)
-            create_empty_tables(con)
-            for stmt in view_statements(cat.store, cat.dataset_parts(), cat.shard_paths()):
-                con.execute(stmt)
-            root = str(cat.store.root).rstrip("/") + "/"
-            # Order matters: allowed_directories and temp_directory cannot change once external access is off.
-            con.execute("SET temp_directory = ''")
-            con.execute("SET allowed_directories = ['" + root.replace("'", "''") + "']")
-            con.execute("SET enable_external_access = false")
-            con.execute("SET python_enable_replacements = false")
-            con.execute("SET autoinstall_known_extensions = false")
-            con.execute("SET autoload_known_extensions = false")
-            con.execute(f"SET memory_limit = '{_memory(self.memory_limit)}'")
-            con.execute(f"SET threads = {int(self.threads)}")
-            con.execute("SET lock_configuration = true")
+            for name, data in plan["tables"].items():
+                _copy_table(con, name, _from_ipc(data))
+            create_views(con, *plan["files"])  # checks new files' footers here, in the worker
+            lock_down(con, plan["root"], memory_limit=plan["memory_limit"], threads=plan["threads"])
         except BaseException:
             con.close()
             raise
-        return con
+        self.con = con
+        return ("ok",)
 
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        """The sandbox connection: rebuilt when the catalog's file lists changed (catalog.generation);
-        jobs and runs re-copied when any other write happened (catalog.version: mark_*, register_run).
-        """
-        if self._con is None or self._generation != self.catalog.generation:
-            if self._con is not None:
-                self._con.close()
-            self._generation, self._version = self.catalog.generation, self.catalog.version
-            self._con = self._build()
-        elif self._version != self.catalog.version:
-            self._version = self.catalog.version
-            for name in _LIVE_TABLES:
-                self._copy_table(self._con, name, self.catalog.arrow(f"SELECT * FROM {name}"), replace=True)
-        return self._con
-
-    @staticmethod
-    def _copy_table(con: duckdb.DuckDBPyConnection, name: str, table, replace: bool = False) -> None:
-        con.register("__snapshot", table)
+    def query(self, statement: str, max_rows: int, max_result_bytes: int) -> tuple:
+        cur = self.con.cursor()
         try:
-            con.execute(f"CREATE {'OR REPLACE ' if replace else ''}TABLE {name} AS SELECT * FROM __snapshot")
+            start = time.perf_counter()
+            cur.execute(statement)
+            columns = [d[0] for d in cur.description or []]
+            types = [str(d[1]) for d in cur.description or []]
+            rows = cur.fetchmany(max_rows + 1)
+            elapsed = time.perf_counter() - start
         finally:
-            con.unregister("__snapshot")
+            cur.close()
+        blob = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(blob) > max_result_bytes:
+            return ("error", "ResultTooLarge", f"the result is {len(blob):,} bytes")
+        return ("result", columns, types, blob, elapsed)
+
+
+# ------------------------------------------------------------------ the sandbox (parent side)
+class Sandbox:
+    """A locked-down worker process over one catalog's snapshot. One query at a time."""
+
+    def __init__(self, catalog: Catalog, *, memory_limit: str | None = None, threads: int | None = None):
+        self._catalog = weakref.ref(catalog)  # the cached sandbox must not keep its catalog alive
+        self.memory_limit = _memory(memory_limit or get_setting("sql_memory_limit"))
+        self.threads = threads or get_setting("sql_threads")
+        self.memory_bound = (size_bytes(self.memory_limit, "sql_memory_limit")
+                             + size_bytes(get_setting("sql_worker_overhead"), "sql_worker_overhead"))
+        self._lock = threading.Lock()
+        self._worker: WorkerProcess | None = None
+        self._generation: int | None = None
+        self._version: int | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        cat = self._catalog()
+        if cat is None:
+            raise RuntimeError("the catalog of this SQL sandbox was closed and collected; open a new Catalog")
+        return cat
+
+    def _plan(self, tables: dict, files) -> dict:
+        """What the worker needs to build its connection: catalog tables as Arrow IPC and the view files."""
+        return {
+            "tables": {name: _ipc(table) for name, table in tables.items()},
+            "files": files, "root": str(self.catalog.store.root),
+            "memory_limit": self.memory_limit, "threads": int(self.threads),
+        }
+
+    def _ready_worker(self) -> WorkerProcess:
+        """A live worker whose connection matches the catalog, from one short read-only open of it:
+        rebuilt when the file lists changed (generation: a commit, an ingest, a rebuild; the worker
+        checks only new files' footers, see storage.views), the tables re-copied when anything else
+        was written (version)."""
+        build_deadline = time.monotonic() + float(get_setting("sql_max_time_limit_s"))
+        if self._worker is None or not self._worker.alive:
+            self._worker = WorkerProcess(self.memory_bound)
+            self._generation = None
+        cat = self.catalog
+        try:
+            tables, files = None, None
+            with cat._reading():  # one read-only open for the state and whatever must be re-read
+                generation, version = cat.state()
+                rebuild = self._generation != generation
+                if rebuild:
+                    tables, files = cat.snapshot_tables(), cat.view_files()
+                elif self._version != version:
+                    tables = cat.snapshot_tables(_LIVE_TABLES)
+            if rebuild:
+                self._answer(self._worker.call(("build", self._plan(tables, files)), build_deadline))
+            elif tables is not None:
+                self._answer(self._worker.call(("replace", {n: _ipc(t) for n, t in tables.items()}), build_deadline))
+            self._generation, self._version = generation, version
+        except BaseException:
+            self._drop_worker()
+            raise
+        return self._worker
+
+    def _drop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        self._worker = None
+        self._generation = None
 
     def refresh(self) -> None:
-        """Drop the cached connection so the next query sees the catalog tables as they are now."""
+        """Drop the worker so the next query sees the catalog tables as they are now."""
         with self._lock:
-            if self._con is not None:
-                self._con.close()
-            self._con = None
+            self._drop_worker()
 
     def close(self) -> None:
         self.refresh()
@@ -171,57 +382,62 @@ class Sandbox:
     def run(self, sql: str, *, max_rows: int | None = None, time_limit_s: float | None = None) -> SQLResult:
         """Run one allowed statement under the limits. Raises SQLRefused, SQLTimeout, or duckdb.Error."""
         max_rows = int(max_rows if max_rows is not None else get_setting("sql_max_rows"))
-        time_limit_s = float(time_limit_s if time_limit_s is not None else get_setting("sql_time_limit_s"))
-        if max_rows <= 0 or time_limit_s <= 0:
-            raise SQLRefused("max rows and time limit must be positive (--limit N, --time-limit SECONDS)")
+        if max_rows <= 0:
+            raise SQLRefused("max rows must be positive (--limit N)")
+        time_limit_s = check_time_limit(time_limit_s)
         statement = check_statement(sql)
         with self._lock:
-            cur = self.connection().cursor()
-            timer = threading.Timer(time_limit_s, _interrupt, [cur])
-            timer.daemon = True
+            worker = self._ready_worker()
             start = time.perf_counter()
-            timer.start()
             try:
-                cur.execute(statement)
-                columns = [d[0] for d in cur.description or []]
-                types = [str(d[1]) for d in cur.description or []]
-                rows = cur.fetchmany(max_rows + 1)
-            except duckdb.InterruptException:
-                raise SQLTimeout(
-                    f"query interrupted after the {time_limit_s:g} s time limit (sql_time_limit_s); "
-                    "narrow it (WHERE, LIMIT, fewer files) or pass --time-limit / set SALIENT_SQL_TIME_LIMIT_S") from None
-            except duckdb.PermissionException as exc:
-                raise SQLRefused(
-                    f"{_first_line(exc)}. The sandbox reads only the store ({self.catalog.store.root}) "
-                    f"through the tables {', '.join(TABLES)}") from None
-            except duckdb.OutOfMemoryException as exc:
-                raise SQLRefused(
-                    f"query needs more than sql_memory_limit={self.memory_limit} ({_first_line(exc)}); aggregate or filter "
-                    "more, or raise SALIENT_SQL_MEMORY_LIMIT") from None
-            except duckdb.InvalidInputException as exc:
-                if "configuration has been locked" in str(exc) or "disabled by configuration" in str(exc):
-                    raise SQLRefused(f"{_first_line(exc)}; settings are fixed in the sandbox") from None
-                raise
+                answer = worker.call(("query", statement, max_rows, int(get_setting("sql_max_result_bytes"))),
+                                     time.monotonic() + time_limit_s)
+            except WorkerKilled as exc:
+                self._drop_worker()
+                raise self._killed(exc, time_limit_s) from None
             finally:
-                timer.cancel()
                 elapsed = time.perf_counter() - start
-                cur.close()
-        truncated = len(rows) > max_rows
-        return SQLResult(columns, rows[:max_rows], truncated, elapsed, max_rows, types)
+        _, columns, types, blob, _ = self._answer(answer)
+        rows = pickle.loads(blob)
+        return SQLResult(columns, rows[:max_rows], len(rows) > max_rows, elapsed, max_rows, types)
+
+    def _killed(self, exc: WorkerKilled, time_limit_s: float) -> Exception:
+        if exc.reason == "time":
+            return SQLTimeout(
+                f"query stopped after the {time_limit_s:g} s time limit (sql_time_limit_s); "
+                "narrow it (WHERE, LIMIT, fewer files) or pass --time-limit / set SALIENT_SQL_TIME_LIMIT_S")
+        return SQLRefused(
+            f"query stopped: its worker process went past the memory bound of {self.memory_bound / 2**20:.0f} MiB "
+            f"(sql_memory_limit={self.memory_limit} + sql_worker_overhead; {exc.detail or exc.reason}); "
+            "aggregate or filter more, or raise SALIENT_SQL_MEMORY_LIMIT")
+
+    def _answer(self, answer: tuple) -> tuple:
+        """Return an ok/result answer; turn an error answer into the exception the caller expects."""
+        if answer[0] != "error":
+            return answer
+        _, cls, message = answer
+        first = message.strip().splitlines()[0] if message.strip() else cls
+        if cls == "PermissionException":
+            return _raise(SQLRefused(f"{first}. The sandbox reads only the store ({self.catalog.store.root}) "
+                                     f"through the tables {', '.join(TABLES)}"))
+        if cls == "OutOfMemoryException":
+            return _raise(SQLRefused(
+                f"query needs more than sql_memory_limit={self.memory_limit} ({first}); aggregate or filter "
+                "more, or raise SALIENT_SQL_MEMORY_LIMIT"))
+        if cls == "ResultTooLarge":
+            return _raise(SQLRefused(f"{first}, over sql_max_result_bytes={get_setting('sql_max_result_bytes')}; "
+                                     "select fewer or shorter columns, or pass a lower --limit"))
+        if cls == "InvalidInputException" and ("configuration has been locked" in message
+                                               or "disabled by configuration" in message):
+            return _raise(SQLRefused(f"{first}; settings are fixed in the sandbox"))
+        error_type = getattr(duckdb, cls, None)
+        if isinstance(error_type, type) and issubclass(error_type, duckdb.Error):
+            return _raise(error_type(message))
+        raise RuntimeError(f"SQL worker failed: {cls}: {message}")
 
 
-def _interrupt(cur: duckdb.DuckDBPyConnection) -> None:
-    """Timer callback; the query may have finished and its cursor closed in the meantime."""
-    try:
-        cur.interrupt()
-    except duckdb.Error:
-        pass
-
-
-def _memory(value: str) -> str:
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", str(value), re.IGNORECASE):
-        raise ValueError(f"sql_memory_limit={value!r}: use a size like 512MB or 2GB")
-    return str(value).strip()
+def _raise(exc: Exception):
+    raise exc
 
 
 _SANDBOXES: "weakref.WeakKeyDictionary[Catalog, Sandbox]" = weakref.WeakKeyDictionary()

@@ -22,7 +22,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 def check_name(kind: str, value: str) -> str:
     """Names become directory names: letters, digits, '_', '.', '-' only."""
-    if not _NAME.match(value or "") or ".." in value:
+    if not _NAME.fullmatch(value or "") or ".." in value:
         raise ValueError(
             f"invalid {kind} name {value!r}: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
         )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from storage import Catalog
-from storage.sql import check_statement
+from storage.sql import SQLRefused, check_statement, lock_down
 
 from .config import TrainConfig
 
@@ -131,17 +131,17 @@ class _Source:
     def __init__(self, catalog: Catalog, paths: list[str], where: str | None):
         files = [str(catalog.store.absolute(p)) for p in paths]
         self.con = duckdb.connect(":memory:")
-        root = str(catalog.store.root).replace("'", "''") + "/"
-        self.con.execute(f"SET allowed_directories=['{root}']")
-        self.con.execute("SET enable_external_access=false")
-        self.con.execute("SET python_enable_replacements=false")
+        lock_down(self.con, catalog.store.root)  # the same lock-down as the SQL sandbox
         file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
         present = {r[0] for r in self.con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()}
         cols = [c if c in present else f"NULL AS {c}" for c in COLUMNS + OPTIONAL_COLUMNS]
         sql = f"SELECT {', '.join(cols)} FROM read_parquet({file_list}, union_by_name=true)"
         if where:
-            check_statement(f"SELECT 1 FROM t WHERE {where}")  # one SELECT, nothing else
+            try:
+                check_statement(f"SELECT 1 FROM t WHERE {where}")  # one SELECT, allowed functions only
+            except SQLRefused as exc:
+                raise ValueError(f"--where {where!r} refused: {exc}") from None
             sql += f" WHERE ({where})"
         try:
             self.con.execute(f"CREATE TEMP VIEW src AS {sql}")

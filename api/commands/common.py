@@ -11,7 +11,8 @@ from storage import Catalog, Store
 
 
 def open_catalog(args) -> Catalog:
-    """The catalog of --store (embedded mode: this process is the one writer)."""
+    """The catalog of --store. It holds no connection: each operation opens catalog.duckdb briefly,
+    so this command runs beside job drivers, trainers and the service on the same store."""
     return Catalog.open(Store.open(args.store))
 
 
@@ -41,7 +42,7 @@ def print_rows(rows: list[dict] | Iterable[tuple], columns: list[str] | None = N
         for t in tuples:
             out.write(json.dumps(dict(zip(columns, t)), default=str) + "\n")
     elif fmt == "csv":
-        w = csv.writer(out)
+        w = csv.writer(out, lineterminator="\n")  # \n as DuckDB's CLI writes, not csv's default \r\n
         w.writerow(columns)
         w.writerows([[_cell(v) for v in t] for t in tuples])
     else:

@@ -16,7 +16,9 @@ examples:
   salient datasets add mine data.csv --input-template "{title}\\n{body}" --target-field label
 
 Adding the same content again changes nothing (the version is a hash of the files and options).
-A malformed record fails the whole ingest with file:line and leaves the store unchanged (exit 2).
+A malformed record fails the whole ingest with file:line and leaves the store unchanged (exit 2):
+invalid JSON, a line over ingest_max_line_bytes, NaN/Infinity, or a text field holding a number,
+list or object (pass --coerce to store those as text). Sources of any size stream in batches.
 """
 
 
@@ -37,9 +39,13 @@ def register(sub) -> None:
     add.add_argument("--id-field", metavar="FIELD", help="field with a unique example id (default: id/example_id/uid if present, else a hash of the input)")
     add.add_argument("--input-field", metavar="FIELD", help="field with the model input (default: input)")
     add.add_argument("--input-template", metavar="TEMPLATE",
-                     help="build the input from fields, e.g. '{question}\\nContext: {context}' (\\n and \\t become newline and tab)")
+                     help="build the input from fields, e.g. '{question}\\nContext: {context}' (\\n and \\t become newline and tab); "
+                          "plain {field} substitution only: no {a.b}, {a[0]}, {a!r} or {a:>9}")
     add.add_argument("--target-field", metavar="FIELD", help="field with the gold answer (default: target/label/answer if present)")
     add.add_argument("--choices-field", metavar="FIELD", help="field with the answer choices: a list or a JSON array string (default: choices if present)")
+    add.add_argument("--coerce", action="store_true",
+                     help="store non-string values of the input/id/target/template fields (numbers, lists, objects) "
+                          "as text instead of refusing them")
     add.add_argument("--no-llm", dest="llm", action="store_false",
                      help="DSS formats: skip the PaLM rationales in llm/ (llm_rationale, llm_label columns)")
     add.set_defaults(func=cmd_add)
@@ -63,7 +69,7 @@ def cmd_add(args) -> int:
     opts = IngestOptions(
         format=args.format, split=args.split, id_field=args.id_field, input_field=args.input_field,
         input_template=_unescape(args.input_template), target_field=args.target_field, choices_field=args.choices_field,
-        llm=args.llm,
+        llm=args.llm, coerce=args.coerce,
     )
     with open_catalog(args) as cat:
         results = ingest(cat, args.name, args.path, opts)

@@ -9,7 +9,7 @@ import sys
 
 import duckdb
 
-from storage.settings import setting
+from storage.settings import get_setting, setting
 from storage.sql import ALLOWED, TABLES, SQLRefused, SQLTimeout, run_sql
 
 from .common import open_catalog, print_rows
@@ -38,13 +38,27 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help=f"{rows.help} (default {rows.default}, or ${rows.env_var})")
     tl = setting("sql_time_limit_s")
+    cap = setting("sql_max_time_limit_s")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help=f"{tl.help} (default {tl.default}, or ${tl.env_var})")
+                   help=f"{tl.help} (default {tl.default}, or ${tl.env_var}; at most {cap.default:g}, or ${cap.env_var})")
     p.set_defaults(func=cmd_sql)
 
 
+def read_query(stream, max_chars: int) -> str:
+    """At most `max_chars` characters of `stream`; a longer text is refused after reading only max_chars + 1."""
+    text = stream.read(max_chars + 1)
+    if len(text) > max_chars:
+        raise SQLRefused(f"the query on stdin is over sql_max_query_chars={max_chars} characters "
+                         "(raise SALIENT_SQL_MAX_QUERY_CHARS for longer SQL)")
+    return text
+
+
 def cmd_sql(args) -> int:
-    query = sys.stdin.read() if args.query == "-" else args.query
+    try:
+        query = read_query(sys.stdin, get_setting("sql_max_query_chars")) if args.query == "-" else args.query
+    except SQLRefused as exc:
+        print(f"salient: refused: {exc}", file=sys.stderr)
+        return 2
     with open_catalog(args) as cat:
         try:
             result = run_sql(cat, query, max_rows=args.limit, time_limit_s=args.time_limit)

@@ -57,6 +57,7 @@ def test_sql_formats_refusals_and_truncation(cli, shared_datasets):
     assert code == 0 and out.splitlines()[2].split() == ["test", "200"]
     code, out, _ = cli("sql", "SELECT example_id, target FROM examples ORDER BY source_index LIMIT 2", "--format", "csv")
     assert code == 0 and out.splitlines()[0] == "example_id,target" and len(out.splitlines()) == 3
+    assert "\r" not in out and out.endswith("\n")  # \n line ends, as DuckDB's CLI writes
     code, out, err = cli("sql", "SELECT * FROM range(100000)", "--format", "json", "--limit", "5")
     assert code == 0 and [json.loads(line)["range"] for line in out.splitlines()] == [0, 1, 2, 3, 4]
     assert "truncated: showing the first 5 rows" in err
@@ -80,24 +81,28 @@ def test_catalog_rebuild_after_deleting_the_catalog(cli, shared_datasets):
     assert cli("sql", query, "--format", "csv")[1] == before
 
 
-def test_a_second_writer_exits_3_naming_the_holder(cli):
-    cli("datasets", "ls")  # creates the store
+def test_a_stuck_foreign_lock_holder_exits_3_naming_it(cli, monkeypatch):
+    """Salient's own processes hold the catalog only per operation; something else holding it
+    read-write past catalog_lock_timeout_s gets exit 3 and a message naming its PID and the fix."""
+    from storage import Catalog, Store
+
+    Catalog.open(Store.open(cli.store)).create_job("j", dataset="toy", split=None, spec={}, total_rows=1, shards_total=1)
     code = f"""
-        import sys, time
-        sys.path.insert(0, {REPO!r})
-        from storage import Catalog, Store
-        cat = Catalog.open(Store.open({cli.store!r}))
+        import time, duckdb
+        con = duckdb.connect({os.path.join(cli.store, "catalog.duckdb")!r})
         print("open", flush=True)
         time.sleep(60)
     """
+    monkeypatch.setenv("SALIENT_CATALOG_LOCK_TIMEOUT_S", "1")
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
-        code_, _, err = cli("datasets", "ls")
-        assert code_ == EXIT_LOCKED and f"process {holder.pid}" in err
+        code_, _, err = cli("jobs", "ls")
+        assert code_ == EXIT_LOCKED and f"process {holder.pid}" in err and "SALIENT_CATALOG_LOCK_TIMEOUT_S" in err
     finally:
         holder.kill()
         holder.wait()
+    assert cli("jobs", "ls")[0] == 0
 
 
 @pytest.mark.parametrize("argv", [["datasets", "add", "--help"], ["sql", "--help"], ["datasets", "--help"]])

@@ -40,3 +40,4 @@ def tiny_teachers(tmp_path_factory) -> dict:
     texts = [r["input"] for r in sample_examples(20)] + [" ".join(WORDS), "( ) . Answer entailment neutral contradiction"]
     return {kind: str(build_tiny_teacher(root / kind, kind=kind, texts=texts, labels=labels, seed=1))
             for kind, labels in KIND_LABELS.items()}
+

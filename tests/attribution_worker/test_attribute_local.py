@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
+from aw_helpers import ingest_rows
 
 from api.cli import main
-from storage import DATASET_SCHEMA, Catalog, Store, write_parquet_atomic
+from storage import Catalog, Store
 
 
-def _ingest(store_root, rows, fmt="cqa"):
+def _ingest(store_root, rows):
     store = Store.open(store_root)
     with Catalog.open(store) as cat:
-        path = store.dataset_part("toy", "v1", 0)
-        write_parquet_atomic(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), path)
-        cat.register_dataset_part(name="toy", version="v1", split="test", path=store.relative(path), rows=len(rows),
-                                  format=fmt, source="test", content_hash="h1")
+        ingest_rows(cat, rows)
     return store
 
 
@@ -31,7 +28,7 @@ def test_attribute_local_commits_shards_and_resumes(tmp_path, tiny_teachers, mak
     with Catalog.open(store) as cat:
         job = cat.get_job(summary["job_id"])
         assert job["status"] == "succeeded" and job["shards_done"] == 3
-        assert job["spec"]["template"] == "cqa" and job["spec"]["method"] == "occlusion"  # template from the format
+        assert job["spec"]["engine"]["template"] is None and job["spec"]["engine"]["method"] == "occlusion"  # template from the format
         got = cat.query("SELECT example_id, split, method, len(rationale) AS k, error, comprehensiveness "
                         "FROM rationales ORDER BY example_id")
         assert [g["example_id"] for g in got] == sorted(r["example_id"] for r in rows)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from attribution_worker.engine import AttributionConfig, AttributionEngine
+from attribution_worker.methods import score_sequences
+from attribution_worker.teachers import Teacher
 from attribution_worker.templates import TEMPLATES, resolve_template, template_for_format
 from attribution_worker.units import aggregate, top_k, word_units
 from storage.schemas import PROVENANCE_COLUMNS, RATIONALE_COLUMNS, rationale_table
@@ -36,9 +38,13 @@ def test_choices_gold_and_teacher_answers(tiny_teachers, make_examples):
     rows = make_examples(4)
     teacher = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], template="cqa", max_new_tokens=3))
     out = teacher.attribute(rows)
+    assert isinstance(teacher.teacher, Teacher)  # HFTeacher is the Teacher seam the engine codes against
+    t = teacher.teacher
     for row, ex in zip(out, rows):
-        if ex["choices"]:
-            assert row["teacher_output"] in ex["choices"]  # the best-scoring choice is explained
+        if ex["choices"]:  # the best-scoring choice is explained: checked against an independent scoring
+            p = teacher._prepare(0, ex)
+            lp = score_sequences(t, [p.ids] * len(ex["choices"]), [t.answer_ids(c, p.input_text) for c in ex["choices"]], 10**6)
+            assert row["teacher_output"] == ex["choices"][int(lp.argmax())]
         assert row["teacher_correct"] == (row["teacher_output"].lower() == ex["target"].lower())
     gold = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], template="cqa", target="gold"))
     for row, ex in zip(gold.attribute(rows), rows):
@@ -110,15 +116,61 @@ def test_word_units_sum_subwords_and_skip_template_and_specials():
 
 
 @pytest.mark.gpu
-def test_cuda_bf16_autocast_agrees_with_cpu_fp32(tiny_teachers, make_examples):
-    """On a GPU the default dtype is bf16 autocast; its rationales should match fp32 on the CPU."""
+def test_cuda_bf16_weights_agree_with_cpu_fp32(tiny_teachers, make_examples):
+    import torch
+
+    """On a GPU the default dtype is bf16 weights; its rationales should match fp32 on the CPU."""
     rows = make_examples(6)
     cpu = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], device="cpu", k=3, target="gold"))
     gpu = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], device="cuda", k=3, target="gold"))
     assert gpu.teacher.dtype == "bf16" and cpu.teacher.dtype == "fp32"
+    assert next(gpu.teacher.model.parameters()).dtype == torch.bfloat16  # cast, not fp32 under autocast
     a, b = cpu.attribute(rows), gpu.attribute(rows)
     assert all(r["error"] is None for r in a + b)
     overlap = sum(len(set(x["rationale"]) & set(y["rationale"])) for x, y in zip(a, b)) / sum(len(x["rationale"]) for x in a)
     assert overlap >= 0.7, overlap
     for x, y in zip(a, b):
         assert y["teacher_logprob"] == pytest.approx(x["teacher_logprob"], rel=0.05, abs=0.05)
+
+
+def test_tokens_of_is_one_pass_per_row():
+    from attribution_worker.units import Units
+
+    n = 20_000  # words x tokens would be 4e8 steps; one pass is 4e4
+    units = Units(words=[f"w{i}" for i in range(n)], spans=[(i, i + 1) for i in range(n)],
+                  token_unit=[-1] + [i // 2 for i in range(2 * n)] + [-1])
+    assert units.tokens_of(0) == [1, 2] and units.tokens_of(n - 1) == [2 * n - 1, 2 * n]
+    assert sum(len(units.tokens_of(w)) for w in range(n)) == 2 * n
+
+
+@pytest.mark.gpu
+def test_vllm_answers_give_the_torch_rows(tiny_teachers, make_examples):
+    """--answers vllm: the same rows as the torch path on the same model (CUDA + vllm only)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    pytest.importorskip("vllm")
+    rows = [dict(r, choices=None) for r in make_examples(6)]  # free generation: what vLLM produces
+    kw = dict(teacher=tiny_teachers["causal"], device="cuda", k=3, max_new_tokens=4, faithfulness=False)
+    a = AttributionEngine(AttributionConfig(**kw)).attribute(rows)
+    b = AttributionEngine(AttributionConfig(**kw, answers="vllm")).attribute(rows)
+    for x, y in zip(a, b):
+        assert y["error"] is None and x["teacher_output"] == y["teacher_output"] and x["rationale"] == y["rationale"]
+        assert y["teacher_logprob"] == pytest.approx(x["teacher_logprob"], rel=1e-3, abs=1e-3)
+
+
+def test_vllm_answers_refused_cleanly_where_they_cannot_run(tiny_teachers):
+    with pytest.raises(ValueError, match="--answers: vllm generates on CUDA only"):
+        AttributionConfig(teacher="t", answers="vllm", device="cpu")
+    with pytest.raises(ValueError, match="decoder-only teachers"):
+        AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], answers="vllm"))
+
+
+def test_bf16_is_the_weights_dtype_on_cuda_only(tiny_teachers):
+    import torch
+
+    engine = AttributionEngine(AttributionConfig(teacher=tiny_teachers["seq2seq"], device="cpu"))
+    assert engine.teacher.dtype == "fp32" and next(engine.teacher.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="--dtype: bf16 weights are used on CUDA only"):
+        AttributionConfig(teacher="t", dtype="bf16", device="cpu")

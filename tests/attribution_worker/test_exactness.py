@@ -61,7 +61,7 @@ def _batch(engine, rows):
     t = engine.teacher
     prepared = [engine._prepare(i, r) for i, r in enumerate(rows)]
     ids, mask = pad([p.ids for p in prepared], t.pad_id, t.padding_side, t.device)
-    answers, _ = engine._answers(prepared, ids, mask)
+    answers = engine._answers(prepared, ids, mask).ids
     ans_ids, ans_mask = t.answer_tensors(answers)
     unit = torch.zeros_like(mask, dtype=torch.bool)
     for r, p in enumerate(prepared):
@@ -81,23 +81,23 @@ def test_gradient_methods_equal_captum(tiny_teachers, make_examples, kind):
     args = (mask, ans_ids, ans_mask)
     forward = t.logp  # the same forward function: (embeds, mask, ans_ids, ans_mask) -> [B] log p(answer)
 
-    ours, _ = gradient_scores(t, "saliency", ids, mask, ans_ids, ans_mask, unit)
+    ours = gradient_scores(t, "saliency", ids, mask, ans_ids, ans_mask, unit).scores
     grad = Saliency(forward).attribute(embeds.clone().requires_grad_(True), additional_forward_args=args, abs=False)
     _close(ours, grad.norm(dim=-1) * unit)
 
-    ours, _ = gradient_scores(t, "input_x_gradient", ids, mask, ans_ids, ans_mask, unit)
+    ours = gradient_scores(t, "input_x_gradient", ids, mask, ans_ids, ans_mask, unit).scores
     ixg = InputXGradient(forward).attribute(embeds.clone().requires_grad_(True), additional_forward_args=args)
     _close(ours, ixg.sum(-1).abs() * unit)
 
     for baseline in ("zero", "pad"):
-        ours, _ = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7, baseline=baseline)
+        ours = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7, baseline=baseline).scores
         base = baseline_embeds(t, embeds, unit, baseline)
         ig = IntegratedGradients(forward).attribute(
             embeds.clone().requires_grad_(True), baselines=base, additional_forward_args=args, n_steps=7, method="gausslegendre")
         _close(ours, ig.sum(-1).abs() * unit)
     # steps split over several passes give the same integral
-    split, _ = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7, steps_per_pass=3)
-    full, _ = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7)
+    split = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7, steps_per_pass=3).scores
+    full = gradient_scores(t, "integrated_gradients", ids, mask, ans_ids, ans_mask, unit, n_steps=7).scores
     _close(split, full)
 
 
@@ -133,7 +133,7 @@ def test_pad_special_and_template_tokens_get_no_score(tiny_teachers, make_exampl
     rows[0]["input"] = "Answer the cat ( question ) sat"  # template words inside the input are units
     prepared, ids, mask, ans_ids, ans_mask, unit = _batch(engine, rows)
     for method in ("saliency", "input_x_gradient", "integrated_gradients"):
-        scores, _ = gradient_scores(t, method, ids, mask, ans_ids, ans_mask, unit, n_steps=4)
+        scores = gradient_scores(t, method, ids, mask, ans_ids, ans_mask, unit, n_steps=4).scores
         assert (scores[~unit] == 0).all()
         assert (scores[unit] != 0).any()
     special = set(t.tokenizer.all_special_ids)

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from storage import DATASET_SCHEMA, Catalog, write_parquet_atomic
+from aw_helpers import ingest_rows
+from storage import Catalog
 
 ray = pytest.importorskip("ray")
 
@@ -37,11 +38,9 @@ def make_rows(n: int, make_examples) -> list[dict]:
     return rows
 
 
-def register(catalog: Catalog, rows: list[dict], name: str = "toy", fmt: str = "jsonl") -> None:
-    path = catalog.store.dataset_part(name, "v1", 0)
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), path)
-    catalog.register_dataset_part(name=name, version="v1", split="test", path=catalog.store.relative(path),
-                                  rows=len(rows), format=fmt, source="test", content_hash="h-" + name)
+def register(catalog: Catalog, rows: list[dict], name: str = "toy") -> str:
+    """Ingest rows as dataset `name` split test (real ingest); returns the version."""
+    return ingest_rows(catalog, rows, name)[0].version
 
 
 def spec_for(teacher: str, **kw):
@@ -67,7 +66,7 @@ def test_job_yields_one_row_per_example_across_shards(ray_local, catalog, teache
     from attribution_worker.jobs import run_job
 
     rows = make_rows(300, make_examples)
-    register(catalog, rows)
+    version = register(catalog, rows)
     spec = spec_for(teacher)
     events = []
     summary = run_job(catalog, spec, progress=events.append)
@@ -77,7 +76,7 @@ def test_job_yields_one_row_per_example_across_shards(ray_local, catalog, teache
     job = catalog.get_job(job_id)
     assert (job["status"], job["done_rows"], job["shards_done"], job["error_rows"]) == ("succeeded", 300, 6, 0)
     # the pydantic spec is the job row's spec, with the dataset parts it read pinned
-    assert job["spec"] == {**spec.model_dump(), "dataset_versions": ["test:v1"]}
+    assert job["spec"] == {**spec.model_dump(), "dataset_versions": [f"test:{version}"]}
     files = sorted(p.name for p in catalog.store.job_dir("toy", job_id).glob("shard-*.parquet"))
     assert files == [f"shard-{i:05d}.parquet" for i in range(6)]
     assert [e["shards_done"] for e in events if e["kind"] == "shard"] == [1, 2, 3, 4, 5, 6]
@@ -174,7 +173,7 @@ def test_broken_rows_carry_error_and_the_job_finishes(ray_local, catalog, teache
     from attribution_worker.jobs import run_job
 
     rows = make_rows(120, make_examples)
-    broken = {"ex0007": " ", "ex0055": " ".join(["cat"] * 300), "ex0101": ""}
+    broken = {"ex0007": " ", "ex0055": " ".join(["cat"] * 300), "ex0101": "\t"}  # ingest refuses an empty input, not a blank one
     for r in rows:
         if r["example_id"] in broken:
             r["input"] = broken[r["example_id"]]
@@ -225,7 +224,7 @@ def test_resume_with_a_different_spec_is_refused(ray_local, catalog, teacher, ma
 
     register(catalog, make_rows(10, make_examples))
     prepare_job(catalog, spec_for(teacher), job_id="j1")
-    with pytest.raises(ValueError, match="different k"):
+    with pytest.raises(ValueError, match=r"different engine \(engine.k=5\)"):
         prepare_job(catalog, spec_for(teacher, k=3), job_id="j1")
     _, spec, _ = prepare_job(catalog, spec_for(teacher, actors=1), job_id="j1")  # runtime fields may change
     assert spec.actors == 1
@@ -235,18 +234,15 @@ def test_a_new_dataset_version_gets_a_new_job_and_refuses_resume(catalog, teache
     from attribution_worker.jobs import load_spec, prepare_job
 
     rows = make_rows(10, make_examples)
-    register(catalog, rows)
+    v1 = register(catalog, rows)
     job, spec, _ = prepare_job(catalog, spec_for(teacher))
-    assert spec.dataset_versions == ["test:v1"]
-    # the same row count with changed content: a new version of the split
-    changed = [{**r, "input": r["input"] + " again"} for r in rows]
-    path = catalog.store.dataset_part("toy", "v2", 0)
-    write_parquet_atomic(pa.Table.from_pylist(changed, schema=DATASET_SCHEMA), path)
-    catalog.register_dataset_part(name="toy", version="v2", split="test", path=catalog.store.relative(path),
-                                  rows=len(changed), format="jsonl", source="test", content_hash="h-toy-2")
+    assert spec.dataset_versions == [f"test:{v1}"]
+    # the same row count with changed content: re-ingested, a new version of the split
+    v2 = register(catalog, [{**r, "input": r["input"] + " again"} for r in rows])
+    assert v2 != v1
     new_job, new_spec, _ = prepare_job(catalog, spec_for(teacher))
-    assert new_job["job_id"] != job["job_id"] and new_spec.dataset_versions == ["test:v2"]
-    with pytest.raises(ValueError, match="dataset_versions"):
+    assert new_job["job_id"] != job["job_id"] and new_spec.dataset_versions == [f"test:{v2}"]
+    with pytest.raises(ValueError, match=r"changed since job .*omit --job-id / --resume"):
         prepare_job(catalog, spec_for(teacher), job_id=job["job_id"])
     with pytest.raises(ValueError, match="changed since job"):
         prepare_job(catalog, load_spec(catalog, job["job_id"]), job_id=job["job_id"])
@@ -256,7 +252,7 @@ def test_cli_attribute_runs_a_job_and_resumes_by_id(ray_local, catalog, teacher,
     from api.cli import main
 
     rows = make_rows(60, make_examples)
-    register(catalog, rows, fmt="cqa")
+    register(catalog, rows)
     store = str(catalog.store.root)
     catalog.close()  # the command opens the catalog itself (one writer)
     argv = ["--store", store, "attribute", "--dataset", "toy", "--teacher", teacher, "--k", "3", "--max-new-tokens", "3",
@@ -270,5 +266,34 @@ def test_cli_attribute_runs_a_job_and_resumes_by_id(ray_local, catalog, teacher,
     with Catalog.open(store) as cat:
         assert_one_row_per_input(cat, "cli-job", rows)
         job = cat.get_job("cli-job")
-        assert job["spec"]["template"] is None and job["spec"]["k"] == 3
+        assert job["spec"]["engine"]["template"] is None and job["spec"]["engine"]["k"] == 3
         assert {r["n"] for r in cat.query("SELECT len(rationale) AS n FROM rationales WHERE error IS NULL")} == {3}
+
+
+def test_attribute_and_attribute_local_write_identical_rows(ray_local, catalog, teacher, make_examples):
+    """One spec, two executors: the same rows (except job_id / created_at), the same default job id."""
+    from attribution_worker.jobs import job_id_for, run_job
+    from attribution_worker.local import run_local
+
+    rows = make_rows(40, make_examples)
+    rows[5]["input"] = " "  # an error row too
+    register(catalog, rows)
+    spec = spec_for(teacher, shard_size=15, actors=1, method="integrated_gradients", k=3, n_steps=4)
+    local = run_local(catalog, spec, job_id="via-local")
+    remote = run_job(catalog, spec, job_id="via-ray")
+    assert local["shards"] == remote["shards"] == 3
+    cols = "* EXCLUDE (job_id, job, created_at)"  # job: the hive partition column of the shard path
+    a = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'via-local' ORDER BY example_id")
+    b = catalog.query(f"SELECT {cols} FROM rationales WHERE job_id = 'via-ray' ORDER BY example_id")
+    assert len(a) == len(b) == 40
+    for x, y in zip(a, b):  # equal; floats to rounding (the actor runs torch on 1 thread, this process on more)
+        for col in x:
+            if isinstance(x[col], float) or (isinstance(x[col], list) and x[col] and isinstance(x[col][0], float)):
+                np.testing.assert_allclose(x[col], y[col], rtol=1e-4, atol=1e-6, err_msg=col)
+            else:
+                assert x[col] == y[col], col
+    assert sum(r["error"] is not None for r in a) == 1
+    assert catalog.get_job("via-local")["spec"] == catalog.get_job("via-ray")["spec"]
+    default = run_local(catalog, spec.model_copy(update={"shard_size": 40}))
+    assert default["job_id"] == job_id_for(catalog, spec.model_copy(update={"shard_size": 40}))
+    assert default["job_id"].startswith("job-toy-")

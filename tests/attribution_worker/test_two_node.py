@@ -7,14 +7,19 @@ the actor were removed", seen with ray 2.60; a fresh driver process has no such 
 
 Each node offers one `salient_slot`; a job whose actors each need one slot gets one actor per node
 (asserted on their node ids), and its rows equal a one-node run (both actors pinned to the head).
-The nodes run with auth disabled (RAY_AUTH_MODE=disabled, DESIGN.md "Ray here"), on free ports and
-their own temp dir, as `ray start --block` children in their own process group: teardown stops
-exactly those processes (never a machine-wide `ray stop`, which would end other people's clusters).
+The processes get the environment docker-compose.yml gives their services (read from the file,
+tests/deploy/compose_stack.py): both nodes the `ray-head` service's, the driver the `api` service's.
+So Ray token auth is on (RAY_AUTH_MODE=token, one generated RAY_AUTH_TOKEN), the driver finds the
+cluster through RAY_ADDRESS, and the store is SALIENT_STORE, the compose path re-rooted under a temp
+directory (`<tmp>/data/salient`), not a --store flag. The nodes run on free ports and their own temp
+dir, as `ray start --block` children in their own process group: teardown stops exactly those
+processes (never a machine-wide `ray stop`, which would end other people's clusters).
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -28,6 +33,9 @@ import numpy as np
 import pytest
 
 from test_jobs import make_rows, register
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
+from compose_stack import service_env  # noqa: E402
 
 ray = pytest.importorskip("ray")
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
@@ -58,11 +66,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def two_nodes(monkeypatch):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+def two_nodes(monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    token = secrets.token_hex(32)
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "SALIENT_STORE")}
+    env = {**base, **service_env("ray-head", volume=tmp_path, given={"RAY_AUTH_TOKEN": token})}
+    assert env["RAY_AUTH_MODE"] == "token"  # deploy keeps Ray token auth on; so does this test
     temp = tempfile.mkdtemp(prefix="rt2n-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs, *agent = _free_ports(7)
     common = ["--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
@@ -86,7 +95,9 @@ def two_nodes(monkeypatch):
             return len(nodes) == 2
 
         _wait_for(two_alive, 120, "the second node", temp, procs)
-        yield {"address": address, "nodes": list(nodes), "env": {**env, "RAY_ADDRESS": address}}
+        driver = {**base, **service_env("api", volume=tmp_path, given={"RAY_ADDRESS": address, "RAY_AUTH_TOKEN": token},
+                                        skip=("SALIENT_API_TOKENS",))}  # the driver is `salient attribute`, not the service
+        yield {"address": address, "nodes": list(nodes), "env": driver, "store_root": Path(driver["SALIENT_STORE"])}
     finally:
         for p in reversed(procs):
             _stop(p)
@@ -102,9 +113,10 @@ def _alive_nodes(address: str, env: dict) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else []
 
 
-def _attribute(store, env: dict, teacher: str, job_id: str, actors: int, resources: dict) -> dict:
-    """`salient attribute ... --wait` in its own process against the cluster in RAY_ADDRESS; its summary."""
-    cmd = [sys.executable, "-m", "api", "--store", str(store.root), "attribute", "--dataset", "toy", "--teacher", teacher,
+def _attribute(env: dict, teacher: str, job_id: str, actors: int, resources: dict) -> dict:
+    """`salient attribute ... --wait` in its own process against the cluster in RAY_ADDRESS, on the
+    store in SALIENT_STORE (as the compose api service runs its driver); its summary."""
+    cmd = [sys.executable, "-m", "api", "attribute", "--dataset", "toy", "--teacher", teacher,
            "--max-new-tokens", "3", "--shard-size", "25", "--actors", str(actors), "--num-cpus-per-actor", "1",
            "--resources", json.dumps(resources), "--job-id", job_id, "--wait"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -127,18 +139,19 @@ def _wait_for(check, timeout: float, what: str, temp: str, procs: list) -> None:
     raise AssertionError(f"{what} did not come up within {timeout:.0f} s (or `ray start` exited):\n{tail}")
 
 
-def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, store, tiny_teachers, make_examples):
-    from storage import Catalog
+def test_job_spans_two_nodes_and_matches_a_one_node_run(two_nodes, tiny_teachers, make_examples):
+    from storage import Catalog, Store
 
+    store = Store.open(two_nodes["store_root"])
     rows = make_rows(200, make_examples)
     with Catalog.open(store) as cat:  # the drivers below are the catalog's writers while they run
         register(cat, rows)
     teacher = tiny_teachers["seq2seq"]
-    both = _attribute(store, two_nodes["env"], teacher, "two-nodes", actors=2, resources={"salient_slot": 1})
+    both = _attribute(two_nodes["env"], teacher, "two-nodes", actors=2, resources={"salient_slot": 1})
     assert both["status"] == "succeeded"
     assert len(set(both["actor_nodes"])) == 2 and set(both["actor_nodes"]) == set(two_nodes["nodes"])
 
-    one = _attribute(store, two_nodes["env"], teacher, "one-node", actors=1, resources={"head_node": 1})
+    one = _attribute(two_nodes["env"], teacher, "one-node", actors=1, resources={"head_node": 1})
     assert one["status"] == "succeeded" and len(set(one["actor_nodes"])) == 1
     with Catalog.open(store) as catalog:
         cols = "example_id, shard_index, teacher_output, rationale, scores, error, comprehensiveness"

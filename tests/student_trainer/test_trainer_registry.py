@@ -108,6 +108,8 @@ def test_k8s_cronjob_manifest():
 
     doc = yaml.safe_load((REPO / "deploy" / "k8s" / "retrain-cronjob.yaml").read_text())
     assert doc["kind"] == "CronJob" and doc["spec"]["concurrencyPolicy"] == "Forbid"
-    assert next_fire(doc["spec"]["schedule"])
+    # the manifest's schedule fires daily at 02:00 UTC (a check that can fail: a datetime is always truthy)
+    after = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert next_fire(doc["spec"]["schedule"], after) == dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.timezone.utc)
     container = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["salient", "--store"] and "retrain" in container["command"]

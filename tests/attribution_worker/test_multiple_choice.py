@@ -1,0 +1,104 @@
+"""Multiple-choice teachers (AutoModelForMultipleChoice): the chosen choice is explained, its score
+attributed to the question's words; checked against the model run on the tokenizer's own pairs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attribution_worker.engine import AttributionConfig, AttributionEngine
+from attribution_worker.teachers import Teacher, pack_choices, unpack_choices
+
+QUESTIONS = [
+    ("where does the cat sit", ["mat", "tree", "red box"], "mat"),
+    ("what ran under the big tree quickly", ["dog", "cat"], "dog"),
+    ("the small house is near what", ["tree", "box", "mat", "dog"], "box"),
+]
+
+
+@pytest.fixture(scope="module")
+def mc_teacher(tmp_path_factory):
+    from attribution_worker.tiny import build_tiny_teacher
+
+    texts = [q for q, _, _ in QUESTIONS] + [c for _, cs, _ in QUESTIONS for c in cs]
+    # initializer_range 0.5: the default 0.02 gives a tiny random BERT whose choices all score alike,
+    # and the best choice would be decided by rounding
+    return str(build_tiny_teacher(tmp_path_factory.mktemp("mc"), kind="multiple_choice", texts=texts, seed=3,
+                                  initializer_range=0.5))
+
+
+def _engine(path, **kw):
+    return AttributionEngine(AttributionConfig(teacher=path, **kw))
+
+
+def _rows():
+    return [{"example_id": f"q{i}", "input": q, "target": t, "choices": cs, "split": "test"}
+            for i, (q, cs, t) in enumerate(QUESTIONS)]
+
+
+def _reference_probs(teacher, question_text: str, choices: list[str]) -> np.ndarray:
+    """The model on the tokenizer's own "[CLS] q [SEP] c [SEP]" pairs (not the engine's embedding path)."""
+    enc = teacher.tokenizer([question_text] * len(choices), choices, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = teacher.model(**{k: v.unsqueeze(0) for k, v in enc.items()}).logits[0]
+    return torch.softmax(logits.double(), -1).numpy()
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "occlusion"])
+def test_chosen_choice_is_explained_on_the_question_words(mc_teacher, method):
+    extra = {"max_ig_error": 0.05} if method == "integrated_gradients" else {}  # a sharp model: refine rows
+    engine = _engine(mc_teacher, method=method, k=2, template="generic", **extra)
+    t = engine.teacher
+    assert t.kind == "multiple_choice" and isinstance(t, Teacher)
+    out = engine.attribute(_rows())
+    for row, (q, choices, target) in zip(out, QUESTIONS):
+        assert row["error"] is None, row["error"]
+        ref = _reference_probs(t, row["input_text"], choices)
+        assert row["answer_choices"] == choices
+        assert row["answer_probs"] == pytest.approx(list(ref), abs=1e-5)
+        assert ref.max() - np.sort(ref)[-2] > 0.01  # a clear best choice
+        assert row["teacher_output"] == choices[int(np.argmax(ref))]  # the best choice is the one explained
+        assert row["teacher_logprob"] == pytest.approx(math.log(ref.max()), abs=1e-5)
+        assert row["tokens"] == q.split()  # only the question's words are attributed, never the choices
+        assert len(row["scores"]) == len(q.split()) and any(s != 0 for s in row["scores"])
+        assert row["comprehensiveness"] is not None and -1 <= row["comprehensiveness"] <= 1
+        if method == "integrated_gradients":
+            assert row["ig_completeness_error"] <= 0.05
+
+
+def test_gold_choice_and_rows_without_choices(mc_teacher):
+    engine = _engine(mc_teacher, target="gold", k=2, faithfulness=False)
+    rows = _rows() + [dict(_rows()[0], example_id="x", target="house"), dict(_rows()[0], example_id="y", choices=None)]
+    out = engine.attribute(rows)
+    for row, ex in zip(out[:3], rows):
+        assert row["error"] is None and row["teacher_output"] == ex["target"]
+        p = row["answer_probs"][ex["choices"].index(ex["target"])]
+        assert row["teacher_logprob"] == pytest.approx(math.log(p), abs=1e-5)
+    assert "not one of the row's choices" in out[3]["error"]
+    assert "needs the row's choices" in out[4]["error"]
+
+
+def test_saliency_gradient_flows_through_every_pair(mc_teacher):
+    """d log p(chosen) / d question embeddings equals autograd on the tokenizer-built batch."""
+    engine = _engine(mc_teacher, method="saliency", k=1, faithfulness=False)
+    t = engine.teacher
+    q, choices, _ = QUESTIONS[0]
+    row = engine.attribute([_rows()[0]])[0]
+    chosen = choices.index(row["teacher_output"])
+    enc = t.tokenizer([row["input_text"]] * len(choices), choices, return_tensors="pt", padding=True)
+    word_emb = t.model.get_input_embeddings()
+    n_q = len(t.encode(row["input_text"])[0])
+    q_emb = word_emb(enc["input_ids"][0, :n_q]).detach().clone().requires_grad_(True)
+    full = word_emb(enc["input_ids"]).detach()
+    x = torch.cat([q_emb.unsqueeze(0).expand(len(choices), -1, -1), full[:, n_q:]], dim=1)
+    logits = t.model(inputs_embeds=x.unsqueeze(0), attention_mask=enc["attention_mask"].unsqueeze(0),
+                     token_type_ids=enc["token_type_ids"].unsqueeze(0)).logits[0]
+    (grad,) = torch.autograd.grad(torch.log_softmax(logits, -1)[chosen], q_emb)
+    norms = grad.norm(dim=-1)[1:-1]  # the question's words, without [CLS] / [SEP]
+    np.testing.assert_allclose(row["scores"], norms.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_pack_choices_round_trips():
+    assert unpack_choices(pack_choices(1, [[5, 6], [], [7]])) == (1, [[5, 6], [], [7]])
