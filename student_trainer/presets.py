@@ -82,12 +82,16 @@ def build_student(student: str, tokenizer, *, seed: int = 0):
     return model
 
 
-def tokenizer_for(student: str, tokenizer: str | None, texts: list[str], saved: Path | None = None):
-    """The tokenizer of a run: a resumed run's saved one, --tokenizer, the student's own, or a word-level one."""
+def tokenizer_for(student: str, tokenizer: str | None, texts: list[str], saved: Path | None = None,
+                  checkpoint: str | None = None):
+    """The tokenizer of a run: a resumed run's saved one, --tokenizer, the checkpoint's or student's own, or a
+    word-level one built from `texts` (the training rows only)."""
     if saved is not None and (saved / "tokenizer.json").exists():
         return load_tokenizer(str(saved))
     if tokenizer:
         return load_tokenizer(tokenizer)
+    if checkpoint:
+        return load_tokenizer(checkpoint)
     if not is_preset(student):
         return load_tokenizer(student)
     return build_tokenizer(texts)

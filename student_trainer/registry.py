@@ -19,13 +19,12 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
-import os
 import secrets
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 from storage import Catalog, write_json_atomic
+from storage.parquet_io import atomic_dir
 
 from .config import TrainConfig
 
@@ -64,16 +63,15 @@ def prepare_run_dir(catalog: Catalog, run_id: str, cfg: TrainConfig) -> Path:
 
 
 def save_model(model, tokenizer, target: Path) -> None:
-    """save_pretrained into a temp dir beside `target`, then swap it in (the directory appears whole)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    """save_pretrained (model and/or tokenizer) swapped in whole by storage's `atomic_dir` (one symlink rename).
+
+    model: anything with save_pretrained(dir) (a transformers model or a student_trainer.students wrapper), or None
+    to save only the tokenizer.
+    """
+    with atomic_dir(target) as tmp:
+        if model is not None:
+            model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def record_run(catalog: Catalog, row: dict) -> None:

@@ -8,8 +8,9 @@ The table compares the rationale student, the label-only baseline (when trained)
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
+
+from storage.parquet_io import atomic_write
 
 
 def _fmt(stat: dict | None) -> str:
@@ -37,10 +38,9 @@ def plot_curves(histories: dict[str, list[list[dict]]], path: Path) -> None:
     ax_acc.set(title="validation accuracy", xlabel="step", ylabel="accuracy")
     ax_acc.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def render_html(metrics: dict, curves_name: str = "curves.png") -> str:
@@ -68,7 +68,6 @@ scorer {html.escape(metrics['scorer'])}, seeds {metrics['seeds']}, validation: {
 def write_report(run_dir: Path, metrics: dict, histories: dict[str, list[list[dict]]]) -> Path:
     plot_curves(histories, run_dir / "curves.png")
     path = run_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_html(metrics))
-    os.replace(tmp, path)  # readers see the old report or the new one, never half of one
+    with atomic_write(path, "w") as fh:  # readers see the old report or the new one, never half of one
+        fh.write(render_html(metrics))
     return path

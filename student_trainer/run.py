@@ -33,6 +33,14 @@ def _stat(values: list[float | None]) -> dict | None:
             "values": vals}
 
 
+def _paired(results: dict) -> dict | None:
+    """Per-seed student - baseline test accuracy (same seed = same rows and order): mean / std / values."""
+    base = {r["seed"]: r["test_accuracy"] for r in results["baseline"]}
+    diffs = [r["test_accuracy"] - base[r["seed"]] for r in results["student"]
+             if r["test_accuracy"] is not None and base.get(r["seed"]) is not None]
+    return _stat(diffs)
+
+
 def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = None, promote: bool = True,
                  stop_after_step: int | None = None, snapshot: str | None = None) -> dict:
     """Train cfg's student for every seed (and the baseline), write the run, maybe promote it."""
@@ -44,15 +52,16 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
     base_row = {"run_id": run_id, "dataset": cfg.dataset, "student": cfg.student, "path": catalog.store.relative(run_dir),
                 "config": cfg.to_dict(), "snapshot": snapshot, "is_current": False, "created_at": created}
     record_run(catalog, {**base_row, "status": "running"})
-    tokenizer = tokenizer_for(cfg.student, cfg.tokenizer, data.texts(), saved=run_dir / "work" / "tokenizer")
-    tokenizer.save_pretrained(run_dir / "work" / "tokenizer")
-    variants = {"student": cfg.label_weight}
+    tokenizer = tokenizer_for(cfg.student, cfg.tokenizer, data.texts(), saved=run_dir / "work" / "tokenizer",
+                              checkpoint=cfg.checkpoint)
+    save_model(None, tokenizer, run_dir / "work" / "tokenizer")
+    variants = {"student": (cfg.label_weight, cfg.kd_weight)}  # (a, w)
     if cfg.compare_baseline:
-        variants["baseline"] = 1.0
+        variants["baseline"] = (1.0, 0.0)  # plain fine-tuning: label-only, no distillation
     results: dict[str, list[FitResult | dict]] = {v: [] for v in variants}
     best_val = -1.0  # the best student seed so far is saved to runs/<id>/model as soon as it finishes
     try:
-        for variant, a in variants.items():
+        for variant, (a, w) in variants.items():
             for seed in cfg.seeds:
                 work = run_dir / "work" / f"{variant}-seed{seed}"
                 done = work / "result.json"
@@ -61,7 +70,7 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
                     if variant == "student":
                         best_val = max(best_val, results[variant][-1]["val_accuracy"])
                     continue
-                res = fit(cfg, data, tokenizer, seed=seed, label_weight=a, work_dir=work,
+                res = fit(cfg, data, tokenizer, seed=seed, label_weight=a, kd_weight=w, work_dir=work,
                           stop_after_step=stop_after_step, desc=f"{variant} seed {seed}")
                 if variant == "student" and res.val_accuracy > best_val:
                     save_model(res.model, tokenizer, run_dir / "model")
@@ -77,12 +86,13 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
         "run_id": run_id, "dataset": cfg.dataset, "student": cfg.student, "scorer": scorer, "seeds": cfg.seeds,
         "val_source": data.val_source, "counts": data.counts, "snapshot": snapshot,
         "variants": {
-            v: {"label_weight": a,
+            v: {"label_weight": a, "kd_weight": w,
                 "val_accuracy": _stat([r["val_accuracy"] for r in results[v]]),
                 "test_accuracy": _stat([r["test_accuracy"] for r in results[v]]),
                 "per_seed": [{k: r[k] for k in ("seed", "val_accuracy", "test_accuracy", "best_step", "steps_done",
                                                 "stopped_early", "seconds")} for r in results[v]]}
-            for v, a in variants.items()},
+            for v, (a, w) in variants.items()},
+        "paired_test_difference": _paired(results) if cfg.compare_baseline else None,
         "teacher": {"val_accuracy": teacher_accuracy(data.val, scorer), "test_accuracy": teacher_accuracy(data.test, scorer)},
     }
     write_json_atomic(metrics, run_dir / "metrics.json")

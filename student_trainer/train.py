@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,10 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from storage.parquet_io import atomic_write
+
 from .config import TrainConfig
 from .data import Data, Example
-from .evaluate import accuracy, predict
-from .presets import build_student
+from .evaluate import accuracy
+from .students import student_kind
 
 
 class Interrupted(RuntimeError):
@@ -47,6 +48,7 @@ class Interrupted(RuntimeError):
 class FitResult:
     seed: int
     label_weight: float
+    kd_weight: float
     steps_done: int
     best_step: int
     val_accuracy: float
@@ -106,17 +108,25 @@ def lr_lambda(cfg: TrainConfig):
     return f
 
 
-def _encode(tokenizer, inputs: list[str], targets: list[str], cfg: TrainConfig, device):
+def encode_pairs(tokenizer, inputs: list[str], targets: list[str], cfg: TrainConfig, device):
+    """(input ids [B, T], attention mask [B, T], label ids [B, T_l] with -100 at padding).
+
+    A BERT tokenizer starts every target with [CLS]; the encoder-decoder student's decoder starts from
+    [CLS] already (decoder_start_token_id), so that leading [CLS] is dropped from the labels.
+    """
     enc = tokenizer(inputs, truncation=True, max_length=cfg.max_input_tokens, padding=True, return_tensors="pt")
     lab = tokenizer(text_target=targets, truncation=True, max_length=cfg.max_target_tokens, padding=True,
                     return_tensors="pt")["input_ids"]
+    cls = getattr(tokenizer, "cls_token_id", None)
+    if cls is not None and lab.shape[1] > 1 and bool((lab[:, 0] == cls).all()):
+        lab = lab[:, 1:].clone()
     lab[lab == tokenizer.pad_token_id] = -100
     return enc["input_ids"].to(device), enc["attention_mask"].to(device), lab.to(device)
 
 
 def task_loss(model, tokenizer, inputs: list[str], targets: list[str], cfg: TrainConfig, device) -> torch.Tensor:
     """Token-mean cross-entropy of `targets` given `inputs` (teacher forcing). inputs/targets: B strings."""
-    ids, mask, labels = _encode(tokenizer, inputs, targets, cfg, device)
+    ids, mask, labels = encode_pairs(tokenizer, inputs, targets, cfg, device)
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss
 
 
@@ -125,8 +135,10 @@ def step_loss(model, tokenizer, batch: list[Example], a: float, cfg: TrainConfig
     label_loss = task_loss(model, tokenizer, [e.predict_input for e in batch], [e.label for e in batch], cfg, device)
     parts = {"label_loss": float(label_loss.detach())}
     with_rationale = [e for e in batch if e.rationale]
-    if a >= 1.0 or not with_rationale:
+    if a >= 1.0:
         return label_loss, parts
+    if not with_rationale:  # the label term keeps its weight a: a batch without rationales is not a baseline step
+        return a * label_loss, parts
     rationale_loss = task_loss(model, tokenizer, [e.explain_input for e in with_rationale],
                                [e.rationale for e in with_rationale], cfg, device)
     parts["rationale_loss"] = float(rationale_loss.detach())
@@ -134,29 +146,22 @@ def step_loss(model, tokenizer, batch: list[Example], a: float, cfg: TrainConfig
 
 
 def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
 
 
-def evaluate_split(model, tokenizer, examples: list[Example], cfg: TrainConfig, device, autocast) -> float:
-    preds = predict(model, tokenizer, [e.predict_input for e in examples], max_input_tokens=cfg.max_input_tokens,
-                    max_new_tokens=cfg.max_target_tokens, batch_size=cfg.eval_batch_size, device=device,
-                    autocast=autocast)
+def evaluate_split(kind, model, examples: list[Example], cfg: TrainConfig, device, autocast) -> float:
+    preds = kind.predict(model, examples, device, autocast)
     return accuracy(preds, [e.gold for e in examples], cfg.resolved_scorer)
 
 
 def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: float, work_dir: Path,
-        stop_after_step: int | None = None, desc: str = "train") -> FitResult:
+        kd_weight: float = 0.0, stop_after_step: int | None = None, desc: str = "train") -> FitResult:
     """Train one student (resuming from work_dir/checkpoint.pt when present); return its FitResult.
+
+    The student's kind (students.student_kind: seq2seq presets, encdec, extractive) builds the model,
+    computes the batch loss a * [(1 - w) CE + w KD] + (1 - a) L_rationale with a = label_weight and
+    w = kd_weight, and answers for validation / test.
 
     stop_after_step: test hook -- raise Interrupted right after that step (1-based) as a kill would,
     without writing anything more than the regular checkpoints already written.
@@ -171,7 +176,8 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
     ckpt_path = work_dir / "checkpoint.pt"
     random.seed(seed)
     np.random.seed(seed)
-    model = build_student(cfg.student, tokenizer, seed=seed).to(device)
+    kind = student_kind(cfg, tokenizer, data)
+    model = kind.build(seed).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
@@ -197,7 +203,7 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
         step = state["step"]
         batch = [data.train[i] for i in batch_indices(seed, step, cfg.batch_size, n)]
         with autocast():
-            loss, parts = step_loss(model, tokenizer, batch, label_weight, cfg, device)
+            loss, parts = kind.loss(model, batch, label_weight, kd_weight, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -208,8 +214,8 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
         record = {"step": state["step"], "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **parts,
                   "rows": batch_digest(batch)}
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
-            val_loss = float(task_loss_eval(model, tokenizer, data.val, cfg, device, autocast))
-            acc = evaluate_split(model, tokenizer, data.val, cfg, device, autocast)
+            val_loss = float(kind.eval_loss(model, data.val, device, autocast))
+            acc = evaluate_split(kind, model, data.val, cfg, device, autocast)
             record.update(val_label_loss=val_loss, val_accuracy=acc)
             if acc > state["best_acc"]:
                 state.update(best_acc=acc, best_step=state["step"], bad_evals=0)
@@ -232,9 +238,9 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
     bar.close()
     if best_weights is not None:
         model.load_state_dict(best_weights)
-    test_acc = evaluate_split(model, tokenizer, data.test, cfg, device, autocast) if data.test else None
+    test_acc = evaluate_split(kind, model, data.test, cfg, device, autocast) if data.test else None
     ckpt_path.unlink(missing_ok=True)  # finished: the model is saved by the registry, not as a checkpoint
-    return FitResult(seed=seed, label_weight=label_weight, steps_done=state["step"], best_step=state["best_step"],
+    return FitResult(seed=seed, label_weight=label_weight, kd_weight=kd_weight, steps_done=state["step"], best_step=state["best_step"],
                      val_accuracy=state["best_acc"], test_accuracy=test_acc, history=state["history"],
                      seconds=time.perf_counter() - t0, stopped_early=state["stopped_early"],
                      model=model.to("cpu"), resumed_from=resumed_from)

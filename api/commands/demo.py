@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help=f"the DSS datasets folder (default: $SALIENT_SHARED_DATASETS or {default_datasets_dir()})")
     p.add_argument("--rows", type=int, default=400, help="e-SNLI validation rows to attribute (default 400)")
     p.add_argument("--teacher-steps", type=int, default=1200, help="teacher fitting steps (default 1200)")
-    p.add_argument("--student-steps", type=int, default=150, help="student training steps (default 150)")
+    p.add_argument("--student-steps", type=int, default=60, help="student training steps (default 60)")
     p.add_argument("--via-service", action="store_true",
                    help="start the REST service in this process and drive the demo over HTTP (api/demo_service.py)")
     p.add_argument("--report", type=Path, default=Path("demo-report.html"),

