@@ -64,14 +64,13 @@ class InProcessService:
 
 
 def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher_steps: int = 1200,
-                     student_steps: int = 150, fit_rows_n: int = 3000, report: Path = Path("demo-report.html"),
+                     student_steps: int = 60, fit_rows_n: int = 3000, report: Path = Path("demo-report.html"),
                      say: Callable[[str], None] = print) -> dict:
     from api.client import ServiceClient
     from attribution_worker.local import dataset_rows
     from attribution_worker.tiny import build_tiny_teacher
     from attribution_worker.tiny_train import train_tiny_teacher
-    from student_trainer.config import TrainConfig
-    from student_trainer.run import run_training
+    from student_trainer.compare import demo_student_stage
 
     if not datasets_dir.is_dir():
         raise FileNotFoundError(f"{datasets_dir} not found: pass --datasets-dir or set SALIENT_SHARED_DATASETS")
@@ -149,15 +148,10 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
                 say("   " + " | ".join("" if v is None else str(v) for v in row))
         stage("4 sql", t0)
 
-        say("== 5/5 distill a tiny student from the shards, next to a label-only baseline")
+        say("== 5/5 distill a pretrained student with and without rationales (student_trainer.compare)")
         t0 = time.perf_counter()
-        cfg = TrainConfig(dataset="esnli", job=job_id, student="tiny", train_split="valid", test_split=None,
-                          steps=student_steps, eval_every=50, compare_baseline=True, seeds=[0], progress=False)
-        run = run_training(catalog, cfg)
-        variants = run["metrics"]["variants"]
-        for name, v in variants.items():
-            say(f"   {name:8s} validation accuracy {v['val_accuracy']['mean']:.3f}")
-        models = client.request("GET", "/v1/models", params={"dataset": "esnli"}).json()
+        run = demo_student_stage(catalog, say=say, steps=student_steps)
+        models = client.request("GET", "/v1/models", params={"dataset": run["dataset"]}).json()
         say(f"   run {run['run_id']} (promoted: {run['promoted']}); GET /v1/models lists {len(models)} run(s)")
         stage("5 student", t0)
 
@@ -165,19 +159,19 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
         client.close()
     times["total"] = round(time.perf_counter() - t_all, 1)
     report = Path(report)
-    report.write_text(_report_html(job_view, variants, run, times))
+    report.write_text(_report_html(job_view, run, times))
     say(f"== done in {times['total']} s; report: {report.resolve()}")
     say("   stage times: " + ", ".join(f"{k} {v} s" for k, v in times.items()))
     return {"job_id": job_id, "run_id": run["run_id"], "times": times, "report": str(report)}
 
 
-def _report_html(job_view: str, variants: dict, run: dict, times: dict) -> str:
+def _report_html(job_view: str, run: dict, times: dict) -> str:
     """The job viewer page with the student table and stage times added before its closing body tag."""
-    rows = "".join(f"<tr><td>{escape(name)}</td><td>{v['val_accuracy']['mean']:.3f}</td></tr>"
-                   for name, v in variants.items())
-    extra = (f"<h2>Students</h2><table class='meta'><tr><th>model</th><th>validation accuracy</th></tr>{rows}</table>"
-             f"<p>run {escape(run['run_id'])}, promoted: {escape(str(run['promoted']))}</p>"
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{acc:.3f}</td></tr>" for name, acc in
+                   (("with the teacher's rationales", run["with_rationales"]), ("plain fine-tuning", run["without"])))
+    extra = (f"<h2>Students ({escape(run['dataset'])}, measured in this run)</h2><table class='meta'>"
+             f"<tr><th>student</th><th>test accuracy</th></tr>{rows}</table>"
+             f"<p>gap {run['gap']:+.1f} points; run {escape(run['run_id'])}, promoted: {escape(str(run['promoted']))}</p>"
              "<h2>Stage times</h2><table class='meta'>"
              + "".join(f"<tr><td>{escape(k)}</td><td>{v} s</td></tr>" for k, v in times.items()) + "</table>")
     return job_view.replace("<title>", "<title>salient demo: ", 1).replace("</body>", extra + "</body>", 1)
-

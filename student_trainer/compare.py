@@ -93,4 +93,4 @@ def demo_student_stage(catalog: Catalog, *, say: Callable[[str], None] = print, 
     say(f"   without (plain fine-tuning, a=1)        test accuracy {result['without']:.3f}")
     say(f"   gap {result['gap']:+.1f} points (measured in this run, {result['seconds']} s; {n_test} test rows)")
     say(f"   real-data table (e-SNLI, pretrained students): {REAL_DATA_TABLE}")
-    return {**result, "planted": info}
+    return {**result, "dataset": DEMO_DATASET, "planted": info}
