@@ -61,16 +61,8 @@ def write_parquet_atomic(
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(merged)
-    fd, tmp = _tmp_for(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_size)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        pq.write_table(table, fh, compression=COMPRESSION, row_group_size=row_group_size)
     return path.stat().st_size
 
 
@@ -130,37 +122,22 @@ def write_parquet_batches_atomic(
     Holds at most one row group plus one incoming table in memory; returns the file size in bytes.
     """
     path = Path(path)
-    fd, tmp = _tmp_for(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer = GroupedParquetWriter(fh, schema, row_group_size=row_group_size)
-            try:
-                for table in tables:
-                    writer.write(table)
-            except BaseException:
-                writer.close()
-                raise
-            writer.close(metadata, sync=True)
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        writer = GroupedParquetWriter(fh, schema, row_group_size=row_group_size)
+        try:
+            for table in tables:
+                writer.write(table)
+        except BaseException:
+            writer.close()
+            raise
+        writer.close(metadata)
     return path.stat().st_size
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    fd, tmp = _tmp_for(path)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
 
 
 @contextmanager
