@@ -68,8 +68,10 @@ def write_split_jobs(catalog: Catalog, dataset: str, rows_by_split: dict[str, li
             continue  # re-running is a no-op
         catalog.create_job(job_id, dataset=dataset, split=split, spec={"task": "planted"}, total_rows=len(rows),
                            shards_total=1)
+        catalog.mark_running(job_id)
         write_shard(catalog, rationale_table(rows, dataset=dataset, split=split, job_id=job_id, shard_index=0),
                     dataset=dataset, job_id=job_id, index=0)
+        catalog.mark_succeeded(job_id)
 
 
 def build_planted(catalog: Catalog, task: PlantedTask = PlantedTask(), *, dataset: str = "planted", n_train: int = 100,

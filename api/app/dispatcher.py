@@ -53,7 +53,8 @@ class Dispatcher:
         self.catalog, self.settings, self.metrics = catalog, settings, metrics
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread] = {}
-        self._resume: list[str] = []  # failed jobs asked to run again (POST /v1/jobs with their spec)
+        self._resume: list[str] = []
+        self._foreign: set[str] = set()  # queued jobs whose spec is not a JobSpec: never ours to run  # failed jobs asked to run again (POST /v1/jobs with their spec)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,8 +98,11 @@ class Dispatcher:
         self._ray_started = True
 
     def _recover(self) -> None:
+        """At start: jobs a crash left `running` are resumed first; `cancelling` ones end cancelled."""
         for job in self.catalog.jobs("cancelling"):
             self.catalog.mark_cancelled(job["job_id"], "cancelled: the service stopped while the job was cancelling")
+        with self._lock:
+            self._resume = [j["job_id"] for j in self.catalog.jobs("running")] + self._resume
 
     # ------------------------------------------------------------ queue
     def wake(self) -> None:
@@ -129,15 +133,30 @@ class Dispatcher:
             free = self.settings.max_concurrent_jobs - len(self._active)
             if free <= 0:
                 return
-            # jobs a crash left running come first (only this process drives jobs of its store)
-            waiting = [j["job_id"] for status in ("running", "queued") for j in self.catalog.jobs(status)]
-            waiting += self._resume
+            # jobs to resume (a crash left them running, or a failed job was submitted again) come first, then
+            # queued attribution jobs oldest first. A `running` job found later belongs to another driver
+            # (`salient attribute --wait`), and a job whose spec is not a JobSpec (e.g. a trainer benchmark's
+            # bookkeeping job) is not the dispatcher's to run: both are left alone.
+            waiting = self._resume + [j["job_id"] for j in self.catalog.jobs("queued") if self._is_attribution_job(j["job_id"])]
             start = [j for j in dict.fromkeys(waiting) if j not in self._active][:free]
             self._resume = [j for j in self._resume if j not in start]
             for job_id in start:
                 t = threading.Thread(target=self._drive, args=(job_id,), name=f"job-{job_id}", daemon=True)
                 self._active[job_id] = t
                 t.start()
+
+    def _is_attribution_job(self, job_id: str) -> bool:
+        from attribution_worker.spec import JobSpec
+
+        if job_id in self._foreign:
+            return False
+        job = self.catalog.get_job(job_id)
+        try:
+            JobSpec.from_stored(job["spec"] or {})
+        except Exception:
+            self._foreign.add(job_id)
+            return False
+        return True
 
     def cancel(self, job_id: str) -> dict:
         """Cancel `job_id`: a queued job not yet picked up ends cancelled now; a running one is asked to stop."""
