@@ -17,13 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage import Catalog
+from storage.objects import ObjectPath, parquet_source
 
 EXAMPLE_COLUMNS = ("example_id", "input", "target", "choices", "split")
 
 
 @dataclass
 class _Part:
-    path: str
+    path: str | ObjectPath
     start: int          # first row of this part in the job's row order
     group_starts: list  # first row of each row group, relative to the part
     rows: int
@@ -46,8 +47,9 @@ class DatasetRows:
                              "ingest it first with `salient datasets add`")
         parts, n = [], 0
         for rel in found:
-            path = str(catalog.store.absolute(rel))
-            meta = pq.ParquetFile(path).metadata
+            path = catalog.store.absolute(rel)
+            path = path if isinstance(path, ObjectPath) else str(path)  # an object of an s3:// store, or a file
+            meta = pq.ParquetFile(parquet_source(path)).metadata
             starts, acc = [], 0
             for g in range(meta.num_row_groups):
                 starts.append(acc)
@@ -79,7 +81,7 @@ class DatasetRows:
     def _group(self, path: str, group: int) -> pa.Table:
         """One row group, decoded once while consecutive shards read it (only the last one is kept)."""
         if self._cached is None or self._cached[0] != (path, group):
-            f = pq.ParquetFile(path)
+            f = pq.ParquetFile(parquet_source(path))
             cols = [c for c in EXAMPLE_COLUMNS if c in f.schema_arrow.names]
             self._cached = ((path, group), f.read_row_group(group, columns=cols))
         return self._cached[1]

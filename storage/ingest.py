@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from .adapters import DSS_FORMATS, GenericMapper, RecordError, detect_dss
 from .catalog import Catalog
+from .objects import ObjectPath
 from .parquet_io import read_metadata
 from .readers import (FIX, ContentHash, arrow_json_lines, json_line_batches, loads, parse_json_lines, read_csv_records,
                       read_json_records, read_parquet_batches, where)
@@ -353,7 +354,7 @@ def ingest(catalog: Catalog, name: str, path: str | Path, opts: IngestOptions | 
     created_at = dt.datetime.now(dt.timezone.utc)
     results: list[PartResult] = []
     written: list[Path] = []
-    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.root))
+    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=store.local_dir))
     try:
         spooled = _spool_all(path, opts, work, name)  # every split read and validated before any write
         for sp in spooled:
@@ -410,7 +411,9 @@ def _remove_unregistered(catalog: Catalog, written: list[Path]) -> None:
         part = item if item.suffix == ".parquet" else item / "part-00000.parquet"
         if catalog.store.relative(part) in registered:
             continue
-        if item.is_dir():
+        if isinstance(item, ObjectPath):  # no directories on object storage: the part is the only object
+            part.unlink(missing_ok=True)
+        elif item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
         else:
             item.unlink(missing_ok=True)

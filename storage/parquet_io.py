@@ -3,9 +3,14 @@
 Write to `<name>.<random>.tmp` in the same directory, flush + fsync, rename over the target,
 fsync the directory. A process killed before the rename leaves only a *.tmp file, which no
 reader globs (readers look for *.parquet / *.json) and `sweep_tmp` removes.
+
+On object storage (an `storage.objects.ObjectPath`, a store root such as s3://bucket/prefix) there is
+no rename: the file is built in a local temporary file and uploaded once under its final key, and
+the object store makes it visible whole when the upload completes.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -17,6 +22,8 @@ from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .objects import ObjectPath, is_remote, parquet_source, put_file
 
 # Row groups sized for scans: large enough for DuckDB's parallel scan, small enough to stream.
 DEFAULT_ROW_GROUP_SIZE = 64_000
@@ -32,6 +39,13 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def as_path(path: str | os.PathLike | ObjectPath) -> Path | ObjectPath:
+    """A Path, or an ObjectPath for an object (`s3://...` text or an ObjectPath)."""
+    if isinstance(path, ObjectPath):
+        return path
+    return ObjectPath.parse(path) if is_remote(path) else Path(path)
 
 
 def _tmp_for(path: Path) -> tuple[int, Path]:
@@ -56,7 +70,7 @@ def write_parquet_atomic(
 
     metadata: extra key/value pairs stored in the Parquet footer (read back by `read_metadata`).
     """
-    path = Path(path)
+    path = as_path(path)
     if metadata:
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in metadata.items()})
@@ -121,7 +135,7 @@ def write_parquet_batches_atomic(
 
     Holds at most one row group plus one incoming table in memory; returns the file size in bytes.
     """
-    path = Path(path)
+    path = as_path(path)
     with atomic_write(path) as fh:
         writer = GroupedParquetWriter(fh, schema, row_group_size=row_group_size)
         try:
@@ -146,9 +160,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
 
     The one temp-file-flush-fsync-rename mechanism for any writer that takes a file object
     (torch.save, a report's HTML, matplotlib's savefig with format=...). An exception inside the
-    block leaves `path` untouched and removes the temp file.
+    block leaves `path` untouched and removes the temp file. An ObjectPath is uploaded once, on exit.
     """
-    path = Path(path)
+    path = as_path(path)
+    if isinstance(path, ObjectPath):
+        with _object_write(path, mode) as fh:
+            yield fh
+        return
     fd, tmp = _tmp_for(path)
     try:
         with os.fdopen(fd, mode) as fh:
@@ -159,6 +177,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _object_write(path: ObjectPath, mode: str):
+    """atomic_write for an object: a local temporary file, uploaded under `path` only when the block ends
+    without an exception (the object appears whole when the upload completes; never a partial object)."""
+    with tempfile.TemporaryFile() as raw:
+        if "b" in mode:
+            yield raw
+        else:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            yield text
+            text.flush()
+            text.detach()
+        raw.flush()
+        put_file(raw, path)
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
@@ -203,18 +237,22 @@ def atomic_dir(path: str | os.PathLike):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+def read_parquet(path: str | os.PathLike | ObjectPath, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(parquet_source(path), columns=columns)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike | ObjectPath) -> dict[str, str]:
     """The key/value metadata of a Parquet file's footer, decoded (schema metadata and keys added at close)."""
-    meta = pq.read_metadata(path).metadata or {}
+    meta = pq.read_metadata(parquet_source(path)).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 
 def sweep_tmp(root: str | os.PathLike) -> list[Path]:
-    """Remove leftover *.tmp files from killed writers under `root`; returns what was removed."""
+    """Remove leftover *.tmp files from killed writers under `root`; returns what was removed.
+
+    An object store has none: objects are uploaded whole, never renamed from a temporary name."""
+    if isinstance(root, ObjectPath):
+        return []
     removed = []
     for tmp in Path(root).rglob(".*.tmp"):
         tmp.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog, CatalogCorrupt, _now
+from .objects import ObjectPath, copy_object
 from .parquet_io import read_metadata, sweep_tmp
 from .views import check_file
 
@@ -64,7 +65,7 @@ def check_store(catalog: Catalog) -> list[Problem]:
     try:
         registered = [r["path"] for r in catalog.query("SELECT path FROM datasets UNION ALL SELECT path FROM shards")]
     except CatalogCorrupt as exc:
-        problems.append(Problem("catalog", store.relative(store.catalog_path), str(exc).split(". ")[0],
+        problems.append(Problem("catalog", _shown(store, store.catalog_path), str(exc).split(". ")[0],
                                 "`salient catalog rebuild` (moves it aside, rebuilds from the files)"))
         registered = []
     for rel in sorted(registered):
@@ -82,7 +83,17 @@ def check_store(catalog: Catalog) -> list[Problem]:
 
 
 def _parquet_files(store) -> list[Path]:
+    if store.remote:  # one listing per prefix; an object store has no empty directories to test for
+        return sorted(p for d in (store.datasets_dir, store.rationales_dir) for p in d.rglob("*.parquet"))
     return sorted(p for d in (store.datasets_dir, store.rationales_dir) if d.is_dir() for p in d.rglob("*.parquet"))
+
+
+def _shown(store, path: Path) -> str:
+    """A local file (the catalog) as the report names it: store-relative when it lies in the store."""
+    try:
+        return store.relative(path)
+    except ValueError:  # catalog_path set outside a local store
+        return str(path)
 
 
 def _move_aside(catalog: Catalog) -> str:
@@ -95,7 +106,7 @@ def _move_aside(catalog: Catalog) -> str:
     if wal.exists():
         wal.rename(target.with_name(target.name + ".wal"))
     catalog._schema_ok = False
-    return catalog.store.relative(target)
+    return _shown(catalog.store, target)
 
 
 def _quarantine(store, path: Path) -> str:
@@ -105,7 +116,11 @@ def _quarantine(store, path: Path) -> str:
     while target.exists():
         target = target.with_name(f"{target.name}.{n}")
         n += 1
-    shutil.move(str(path), target)
+    if isinstance(path, ObjectPath):  # no rename on object storage: copy, then delete the original
+        copy_object(path, target)
+        path.unlink()
+    else:
+        shutil.move(str(path), target)
     return store.relative(target)
 
 
@@ -157,7 +172,7 @@ def rebuild_catalog(catalog: Catalog, *, quarantine: bool = False) -> RebuildRep
         # the newest version of each (name, split) is the active one
         con.execute("UPDATE datasets SET active = TRUE WHERE (name, split, created_at) IN "
                     "(SELECT name, split, max(created_at) FROM datasets GROUP BY name, split)")
-        for job_dir in sorted(p for p in store.rationales_dir.glob("dataset=*/job=*") if p.is_dir()):
+        for job_dir in _job_dirs(store):
             spec_path = job_dir / "job.json"
             if not spec_path.exists():
                 for shard in sorted(job_dir.glob("shard-*.parquet")):
@@ -181,6 +196,14 @@ def rebuild_catalog(catalog: Catalog, *, quarantine: bool = False) -> RebuildRep
             con.execute("UPDATE runs SET is_current = (run_id = ?) WHERE dataset = ? AND student = ?",
                         [p["run_id"], p["dataset"], p["student"]])
     return report
+
+
+def _job_dirs(store) -> list[Path]:
+    """rationales/dataset=*/job=*: directories of a local store; for an s3:// store the prefixes of its
+    objects (an object store lists keys, not directories)."""
+    if store.remote:
+        return sorted({p.parent for p in store.rationales_dir.glob("dataset=*/job=*/*")})
+    return sorted(p for p in store.rationales_dir.glob("dataset=*/job=*") if p.is_dir())
 
 
 def _json(path: Path, report: RebuildReport) -> dict | None:

@@ -57,6 +57,16 @@ SETTINGS: tuple[Setting, ...] = (
             "DuckDB memory_limit of ingest's repeated-id check over the written rows; past it DuckDB spills to the work directory."),
     Setting("dataset_version_chars", 12,
             "Hex characters of the content hash used as a dataset version name."),
+    # the store on object storage (docs/storage.md "Object storage")
+    Setting("catalog_path", "",
+            "Where catalog.duckdb lives; empty means <store>/catalog.duckdb for a local store and "
+            "~/.cache/salient/catalogs/<bucket>/<prefix>/catalog.duckdb for an s3:// store (the catalog stays on "
+            "the local disk of the one writer; `salient catalog rebuild` recreates it from the objects)."),
+    Setting("s3_endpoint_url", "",
+            "Endpoint of an S3-compatible object store for s3:// stores (e.g. http://minio:9000); empty means AWS S3. "
+            "Credentials come from the AWS SDK chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from a setting."),
+    Setting("s3_region", "us-east-1",
+            "Region of the s3:// store's bucket."),
     # attribution jobs (attribution_worker; docs/jobs.md explains each)
     Setting("shard_size", 1000,
             "Rows per shard: the unit of dispatch, retry, commit and resume."),

@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .objects import ObjectPath, put_file
 from .parquet_io import GroupedParquetWriter, fsync_dir, write_parquet_batches_atomic
 from .readers import where
 from .schemas import DATASET_SCHEMA
@@ -142,6 +143,10 @@ class SplitSpool:
         repeated = self._repeated_ids()
         schema = pq.read_schema(self.files[-1])
         simple = len(self.files) == 1 and not repeated and not any(pa.types.is_null(f.type) for f in schema)
+        if simple and isinstance(target, ObjectPath):  # object storage: one upload under the final key
+            with open(self.files[0], "rb") as fh:
+                put_file(fh, target)
+            return
         if simple:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.files[0], target)

@@ -49,6 +49,7 @@ import duckdb
 import pyarrow as pa
 
 from .catalog import Catalog
+from .objects import is_remote
 from .views import ViewFile, create_views
 from .settings import get_setting
 from .sql_worker import WorkerKilled, WorkerProcess
@@ -260,6 +261,7 @@ class WorkerState:
 
     def __init__(self):
         self.con: duckdb.DuckDBPyConnection | None = None
+        self.registered = False  # the views read registered relations (an s3:// store; storage.views)
 
     def handle(self, request: tuple) -> tuple:
         kind = request[0]
@@ -287,10 +289,12 @@ class WorkerState:
             con.close()
             raise
         self.con = con
+        self.registered = is_remote(plan["root"])
         return ("ok",)
 
     def query(self, statement: str, max_rows: int, max_result_bytes: int) -> tuple:
-        cur = self.con.cursor()
+        # an s3:// store's views read relations registered on the connection itself, which a cursor cannot see
+        cur = self.con if self.registered else self.con.cursor()
         try:
             start = time.perf_counter()
             cur.execute(statement)
@@ -299,7 +303,8 @@ class WorkerState:
             rows = cur.fetchmany(max_rows + 1)
             elapsed = time.perf_counter() - start
         finally:
-            cur.close()
+            if cur is not self.con:
+                cur.close()
         blob = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
         if len(blob) > max_result_bytes:
             return ("error", "ResultTooLarge", f"the result is {len(blob):,} bytes")
@@ -420,6 +425,10 @@ class Sandbox:
         if cls == "PermissionException":
             return _raise(SQLRefused(f"{first}. The sandbox reads only the store ({self.catalog.store.root}) "
                                      f"through the tables {', '.join(TABLES)}"))
+        if cls == "Error" and "requires the extension httpfs" in message:
+            return _raise(SQLRefused(
+                f"this DuckDB has no httpfs extension, so SQL cannot name object-store paths ({first.split(' requires')[0]}); "
+                f"the tables {', '.join(TABLES)} read the store's objects: query those (docs/storage.md 'Object storage')"))
         if cls == "OutOfMemoryException":
             return _raise(SQLRefused(
                 f"query needs more than sql_memory_limit={self.memory_limit} ({first}); aggregate or filter "

@@ -15,9 +15,16 @@ into one `read_parquet` list; each missing or unreadable file becomes a guard br
 Its identifying columns are constants, so a query filtering on another job / dataset / split
 prunes the branch and runs over the healthy files; a query that would read the damaged file's
 rows fails with the message naming the file and the fix.
+
+Files on object storage (`storage.objects.ObjectPath`, an s3:// store) are checked the same way
+(stamp: the object's size and last-modified time). DuckDB reads them without any extension: each
+healthy group becomes a pyarrow dataset over the S3 filesystem registered on the connection
+(`__view_<n>`), and the view selects from that relation, so no object path appears in SQL and the
+sandbox's lock-down (no file access outside the store) is unchanged.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass
@@ -26,10 +33,12 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from .objects import ObjectPath, arrow_dataset, parquet_source
 from .schemas import DATASET_SCHEMA, RATIONALE_SCHEMA
 
 _CACHE: dict[str, tuple[tuple[int, int], str | None, str | None]] = {}  # path -> (stamp, reason, schema)
 _CACHE_LOCK = threading.Lock()
+_REGISTERED = itertools.count()  # names of the object-store relations registered on connections
 VIEWS = ("examples", "rationales", "rationale_tokens")
 
 
@@ -37,7 +46,7 @@ VIEWS = ("examples", "rationales", "rationale_tokens")
 class ViewFile:
     """One file a view reads, with the constants that identify its rows (column -> value)."""
 
-    path: Path
+    path: Path | ObjectPath
     keys: dict
 
 
@@ -46,13 +55,15 @@ def check_file(path: str | os.PathLike) -> str | None:
 
     Reads the footer only; results are cached per (path, size, mtime_ns).
     """
-    return _checked(str(path))[0]
+    return _checked(path)[0]
 
 
-def _checked(path: str) -> tuple[str | None, str | None]:
+def _checked(path) -> tuple[str | None, str | None]:
     """(reason or None, the file's Arrow schema as text or None), cached per (path, size, mtime_ns)."""
+    obj = path if isinstance(path, ObjectPath) else None
+    path = str(path)
     try:
-        st = os.stat(path)
+        st = obj.stat() if obj is not None else os.stat(path)
     except FileNotFoundError:
         return "missing", None
     except OSError as exc:
@@ -63,7 +74,8 @@ def _checked(path: str) -> tuple[str | None, str | None]:
     if hit is not None and hit[0] == stamp:
         return hit[1], hit[2]
     try:
-        schema = str(pq.read_metadata(path).schema.to_arrow_schema().remove_metadata())
+        schema = str(pq.read_metadata(parquet_source(obj) if obj is not None else path)
+                     .schema.to_arrow_schema().remove_metadata())
         reason = None
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for truncated or foreign files
         schema = None
@@ -120,33 +132,47 @@ def _columns(empty: str) -> list[tuple[str, str]]:
     return _COLUMNS[empty]
 
 
-def _view(empty: str, files: list[ViewFile], what: str) -> str:
+def _view(empty: str, files: list[ViewFile], what: str, con: duckdb.DuckDBPyConnection | None = None) -> str:
     groups: dict[str, list[Path]] = {}  # schema -> healthy files with it, in order
     branches = []
     for f in files:
-        reason, schema = _checked(str(f.path))
+        reason, schema = _checked(f.path)
         if reason is None:
             groups.setdefault(schema, []).append(f.path)
         else:
             branches.append(_guard(_columns(empty), f, reason, what))
     # One read_parquet per schema binds from its first file; the groups (older shard schema
     # versions, datasets with different extra columns) are unioned by name, missing columns NULL.
-    healthy = [f"SELECT * FROM read_parquet({_sql_list(paths)})" for paths in groups.values()]
+    healthy = [f"SELECT * FROM {_scan(paths, con)}" for paths in groups.values()]
     return " UNION ALL BY NAME ".join((healthy or [f"SELECT * FROM {empty}"]) + branches)
 
 
-def view_statements(parts: list[ViewFile], shards: list[ViewFile], *, temp: bool = False) -> list[str]:
+def _scan(paths: list, con: duckdb.DuckDBPyConnection | None) -> str:
+    """The FROM item reading `paths` (one schema): read_parquet over local files; for objects, a pyarrow
+    dataset registered on `con` as `__view_<n>` (DuckDB needs no extension and sees no path)."""
+    if not isinstance(paths[0], ObjectPath):
+        return f"read_parquet({_sql_list(paths)})"
+    if con is None:
+        raise ValueError("views over an s3:// store need the connection to register their files on")
+    name = f"__view_{next(_REGISTERED)}"
+    schema = pq.read_schema(parquet_source(paths[0])).remove_metadata()
+    con.register(name, arrow_dataset(paths, schema=schema))
+    return name
+
+
+def view_statements(parts: list[ViewFile], shards: list[ViewFile], *, temp: bool = False,
+                    con: duckdb.DuckDBPyConnection | None = None) -> list[str]:
     """SQL creating the three views (TEMP ones when `temp`) over the files; the connection that runs
     it needs the fallback tables of `create_empty_tables` first.
 
     parts: active dataset parts, keys {"dataset", "split"}; shards: committed shards, keys
     {"job_id", "dataset", "shard_index"}. Each file's footer is checked (`check_file`); a damaged
-    one becomes a guard branch (module docstring).
+    one becomes a guard branch (module docstring). Files on object storage are registered on `con`.
     """
     kind = "TEMP " if temp else ""
     return [
-        f"CREATE OR REPLACE {kind}VIEW examples AS {_view('_empty_examples', parts, 'dataset part')}",
-        f"CREATE OR REPLACE {kind}VIEW rationales AS {_view('_empty_rationales', shards, 'shard')}",
+        f"CREATE OR REPLACE {kind}VIEW examples AS {_view('_empty_examples', parts, 'dataset part', con)}",
+        f"CREATE OR REPLACE {kind}VIEW rationales AS {_view('_empty_rationales', shards, 'shard', con)}",
         f"CREATE OR REPLACE {kind}VIEW rationale_tokens AS "
         "SELECT example_id, dataset, split, job_id, method, teacher_model, "
         "unnest(rationale) AS token, unnest(generate_series(1, len(rationale))) AS position "
@@ -163,7 +189,7 @@ def create_views(con: duckdb.DuckDBPyConnection, parts: list[ViewFile], shards: 
                  temp: bool = False) -> None:
     """Create the fallback tables and the three views on `con` (TEMP ones on a read-only catalog connection)."""
     create_empty_tables(con, temp=temp)
-    for stmt in view_statements(parts, shards, temp=temp):
+    for stmt in view_statements(parts, shards, temp=temp, con=con):
         con.execute(stmt)
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from storage import Catalog, write_json_atomic
+from storage.objects import upload_tree
 from storage.parquet_io import atomic_dir
 
 from .config import TrainConfig
@@ -48,8 +49,10 @@ def snapshot_of(shard_paths: list[str], cfg: TrainConfig) -> str:
 
 
 def prepare_run_dir(catalog: Catalog, run_id: str, cfg: TrainConfig) -> Path:
-    """Create runs/<run_id>/ with config.json; an existing dir must hold the same config (resume)."""
-    run_dir = catalog.store.run_dir(run_id)
+    """Create runs/<run_id>/ with config.json; an existing dir must hold the same config (resume).
+
+    In an s3:// store this is the writer's local copy (`Store.run_work_dir`); `publish_run` uploads it."""
+    run_dir = catalog.store.run_work_dir(run_id)
     config_path = run_dir / "config.json"
     if config_path.exists():
         saved = TrainConfig.from_dict(json.loads(config_path.read_text()))
@@ -74,6 +77,13 @@ def save_model(model, tokenizer, target: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
+def publish_run(catalog: Catalog, run_id: str) -> None:
+    """An s3:// store: upload the finished run (config, metrics, report, model; not work/, whose resume
+    checkpoints stay local) to runs/<run_id>/, one object per file. A local store: nothing to do."""
+    if catalog.store.remote:
+        upload_tree(catalog.store.run_work_dir(run_id), catalog.store.run_dir(run_id), skip=("work",))
+
+
 def record_run(catalog: Catalog, row: dict) -> None:
     """Write runs/<run_id>/run.json (atomic) and upsert the catalog row."""
     write_json_atomic(row, catalog.store.run_record_path(row["run_id"]))
@@ -82,7 +92,7 @@ def record_run(catalog: Catalog, row: dict) -> None:
 
 @contextmanager
 def _promotion_lock(catalog: Catalog):
-    lock_dir = catalog.store.runs_dir / "_current"
+    lock_dir = catalog.store.local_runs_dir / "_current"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

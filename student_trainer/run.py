@@ -20,7 +20,8 @@ from .config import TrainConfig
 from .data import load_data
 from .evaluate import teacher_accuracy
 from .presets import tokenizer_for
-from .registry import new_run_id, now, prepare_run_dir, promote_if_better, record_run, save_model, snapshot_of
+from .registry import (new_run_id, now, prepare_run_dir, promote_if_better, publish_run, record_run, save_model,
+                       snapshot_of)
 from .report import write_report
 from .train import FitResult, fit
 
@@ -49,7 +50,7 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
     run_id = run_id or new_run_id(cfg.dataset)
     run_dir = prepare_run_dir(catalog, run_id, cfg)
     created = now()
-    base_row = {"run_id": run_id, "dataset": cfg.dataset, "student": cfg.student, "path": catalog.store.relative(run_dir),
+    base_row = {"run_id": run_id, "dataset": cfg.dataset, "student": cfg.student, "path": catalog.store.relative(catalog.store.run_dir(run_id)),
                 "config": cfg.to_dict(), "snapshot": snapshot, "is_current": False, "created_at": created}
     record_run(catalog, {**base_row, "status": "running"})
     tokenizer = tokenizer_for(cfg.student, cfg.tokenizer, data.texts(), saved=run_dir / "work" / "tokenizer",
@@ -99,6 +100,7 @@ def run_training(catalog: Catalog, cfg: TrainConfig, *, run_id: str | None = Non
     write_report(run_dir, metrics, {v: [r["history"] for r in results[v]] for v in variants})
     val_score = metrics["variants"]["student"]["val_accuracy"]["mean"]
     row = {**base_row, "status": "succeeded", "metrics": metrics, "val_score": val_score, "finished_at": now()}
+    publish_run(catalog, run_id)  # an s3:// store: the run's files before its run.json says succeeded
     record_run(catalog, row)
     promoted, why = (False, "promotion off")
     if promote:

@@ -99,7 +99,7 @@ def _start_driver(cat, args, job: dict, spec) -> int:
     from attribution_worker.cluster import job_setting
 
     job_id = job["job_id"]
-    log = cat.store.job_dir(spec.dataset, job_id) / "driver.log"
+    log = cat.store.driver_log_path(spec.dataset, job_id)
     cmd = [sys.executable, "-m", "api", "--store", str(cat.store.root), "attribute", "--resume", job_id, "--wait"]
     if args.ray_address:
         cmd += ["--ray-address", args.ray_address]
