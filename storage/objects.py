@@ -25,15 +25,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-
 from .settings import get_setting
+
+# pyarrow.fs / pyarrow.dataset are imported where used: loading the S3 filesystem maps about 1 GB of
+# address space, which a local store never needs and the SQL worker's RLIMIT_DATA must not pay for.
 
 SCHEME = "s3://"
 _COPY_BYTES = 8 * 1024 * 1024
-_FS: dict[tuple, pafs.FileSystem] = {}
+_FS: dict[tuple, "pafs.FileSystem"] = {}
 _FS_LOCK = threading.Lock()
 
 
@@ -48,6 +47,8 @@ def s3_filesystem() -> pafs.S3FileSystem:
     Credentials are not passed: the AWS SDK reads them from its standard chain, so they never
     pass through salient's settings, logs or error messages.
     """
+    import pyarrow.fs as pafs
+
     endpoint = str(get_setting("s3_endpoint_url")).strip()
     region = str(get_setting("s3_region")).strip()
     key = (endpoint, region, os.environ.get("AWS_ACCESS_KEY_ID", ""))
@@ -139,17 +140,17 @@ class ObjectPath:
         return s3_filesystem().get_file_info(self.key)
 
     def exists(self) -> bool:
-        return self.info().type != pafs.FileType.NotFound
+        return self.info().type.name != "NotFound"
 
     def is_dir(self) -> bool:
-        return self.info().type == pafs.FileType.Directory
+        return self.info().type.name == "Directory"
 
     def is_file(self) -> bool:
-        return self.info().type == pafs.FileType.File
+        return self.info().type.name == "File"
 
     def stat(self) -> ObjectStat:
         info = self.info()
-        if info.type == pafs.FileType.NotFound:
+        if info.type.name == "NotFound":
             raise FileNotFoundError(f"no object {self}")
         return ObjectStat(int(info.size or 0), int(info.mtime_ns or 0))
 
@@ -175,6 +176,8 @@ class ObjectPath:
                 raise
 
     def _below(self) -> list[pafs.FileInfo]:
+        import pyarrow.fs as pafs
+
         selector = pafs.FileSelector(self.key, allow_not_found=True, recursive=True)
         return s3_filesystem().get_file_info(selector)
 
@@ -191,7 +194,7 @@ class ObjectPath:
     def rglob(self, pattern: str) -> list["ObjectPath"]:
         """Objects at any depth below this one whose name matches `pattern`."""
         return sorted(ObjectPath(i.path) for i in self._below()
-                      if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.base_name, pattern))
+                      if i.type.name == "File" and fnmatch.fnmatchcase(i.base_name, pattern))
 
 
 def put_file(local_file, target: ObjectPath) -> None:
@@ -238,6 +241,9 @@ def arrow_dataset(paths: list[ObjectPath], schema=None) -> ds.Dataset:
     """The Parquet objects `paths` as one pyarrow dataset over the S3 filesystem (DuckDB scans it as a
     registered relation, so no DuckDB extension and no path reaches user SQL). Columns are the union of
     the files' schemas (or `schema`, when the caller knows it); a file lacking a column reads it as NULL."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
     fs = s3_filesystem()
     if schema is not None:
         return ds.dataset([p.key for p in paths], schema=schema, format="parquet", filesystem=fs)

@@ -60,6 +60,9 @@ class WorkerProcess:
         env = dict(os.environ)
         package_parent = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # pyarrow's default mimalloc pool reserves ~1 GB of address space once pyarrow.dataset loads (the
+        # views of an s3:// store, storage.objects), which RLIMIT_DATA counts; the system allocator does not
+        env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "storage.sql_worker", str(self.memory_bound)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
