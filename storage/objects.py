@@ -197,6 +197,21 @@ class ObjectPath:
                       if i.type.name == "File" and fnmatch.fnmatchcase(i.base_name, pattern))
 
 
+def list_stats(paths: list[ObjectPath]) -> dict[str, ObjectStat]:
+    """{key: stat} of those of `paths` that exist, from one listing per parent prefix (not one HEAD per
+    object: a view over a job's 1,000 shards costs one LIST request)."""
+    import pyarrow.fs as pafs
+
+    fs = s3_filesystem()
+    wanted = {p.key for p in paths}
+    out: dict[str, ObjectStat] = {}
+    for parent in sorted({p.parent.key for p in paths}):
+        for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+            if info.path in wanted and info.type.name == "File":
+                out[info.path] = ObjectStat(int(info.size or 0), int(info.mtime_ns or 0))
+    return out
+
+
 def put_file(local_file, target: ObjectPath) -> None:
     """Upload the open local file `local_file` (from its start) as `target`, in one object write.
 
@@ -245,11 +260,12 @@ def arrow_dataset(paths: list[ObjectPath], schema=None) -> ds.Dataset:
     import pyarrow.parquet as pq
 
     fs = s3_filesystem()
-    if schema is not None:
-        return ds.dataset([p.key for p in paths], schema=schema, format="parquet", filesystem=fs)
-    schemas = [pq.read_schema(fs.open_input_file(p.key)) for p in paths]
-    schema = schemas[0] if all(s.equals(schemas[0]) for s in schemas) else _unify(schemas)
-    return ds.dataset([p.key for p in paths], schema=schema, format="parquet", filesystem=fs)
+    if schema is None:
+        schemas = [pq.read_schema(fs.open_input_file(p.key)) for p in paths]
+        schema = schemas[0] if all(s.equals(schemas[0]) for s in schemas) else _unify(schemas)
+    # from_paths: no request per file here (ds.dataset would stat each one); objects are opened when scanned
+    return ds.FileSystemDataset.from_paths([p.key for p in paths], schema=schema, format=ds.ParquetFileFormat(),
+                                           filesystem=fs)
 
 
 def _unify(schemas):

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from .objects import ObjectPath, arrow_dataset, parquet_source
+from .objects import ObjectPath, arrow_dataset, list_stats, parquet_source
 from .schemas import DATASET_SCHEMA, RATIONALE_SCHEMA
 
 _CACHE: dict[str, tuple[tuple[int, int], str | None, str | None]] = {}  # path -> (stamp, reason, schema)
@@ -58,12 +58,19 @@ def check_file(path: str | os.PathLike) -> str | None:
     return _checked(path)[0]
 
 
-def _checked(path) -> tuple[str | None, str | None]:
-    """(reason or None, the file's Arrow schema as text or None), cached per (path, size, mtime_ns)."""
+def _checked(path, listed: dict | None = None) -> tuple[str | None, str | None]:
+    """(reason or None, the file's Arrow schema as text or None), cached per (path, size, mtime_ns).
+
+    listed: for objects, {key: stat} from `storage.objects.list_stats` (absent key: missing)."""
     obj = path if isinstance(path, ObjectPath) else None
     path = str(path)
     try:
-        st = obj.stat() if obj is not None else os.stat(path)
+        if obj is not None and listed is not None:
+            st = listed.get(obj.key)
+            if st is None:
+                raise FileNotFoundError(path)
+        else:
+            st = obj.stat() if obj is not None else os.stat(path)
     except FileNotFoundError:
         return "missing", None
     except OSError as exc:
@@ -135,8 +142,10 @@ def _columns(empty: str) -> list[tuple[str, str]]:
 def _view(empty: str, files: list[ViewFile], what: str, con: duckdb.DuckDBPyConnection | None = None) -> str:
     groups: dict[str, list[Path]] = {}  # schema -> healthy files with it, in order
     branches = []
+    objects = [f.path for f in files if isinstance(f.path, ObjectPath)]
+    listed = list_stats(objects) if objects else None  # one LIST per prefix instead of a HEAD per object
     for f in files:
-        reason, schema = _checked(f.path)
+        reason, schema = _checked(f.path, listed)
         if reason is None:
             groups.setdefault(schema, []).append(f.path)
         else:

@@ -163,8 +163,11 @@ def test_trainer_reads_the_shards_and_publishes_its_run(s3, filled):
     assert record["status"] == "succeeded" and record["path"] == "runs/s3-run"
 
 
-def test_a_damaged_object_fails_only_the_queries_that_read_it(s3, filled):
+def test_a_damaged_object_fails_only_its_queries_and_is_quarantined(s3, filled):
+    """As on disk (docs/storage.md "Recovery runbook"): only queries reading the damaged object fail;
+    `catalog check` names it; `rebuild --quarantine` moves it to quarantine/ and marks its job failed."""
     from storage import rationale_table, write_shard
+    from storage.recovery import check_store, rebuild_catalog
     from storage.sql import run_sql
 
     rows = [dict(example_id=f"x{i}", input_text="a b", target_text="cat", teacher_model="toy", method="saliency",
@@ -174,14 +177,20 @@ def test_a_damaged_object_fails_only_the_queries_that_read_it(s3, filled):
     info = write_shard(filled, rationale_table(rows, dataset="toy", split="train", job_id="bad-job", shard_index=0),
                        dataset="toy", job_id="bad-job", index=0)
     s3.put_object(Bucket=BUCKET, Key=f"team/store/{info['path']}", Body=b"PAR1 not parquet")  # damaged in place
-    try:
-        assert run_sql(filled, "SELECT count(*) FROM rationales WHERE job_id = 's3-job'").rows == [(60,)]
-        with pytest.raises(Exception, match=r"shard s3://salient-test/team/store/rationales/dataset=toy/job=bad-job/"
-                                            r"shard-00000.parquet is unreadable.*salient catalog check"):
-            run_sql(filled, "SELECT count(*) FROM rationales WHERE job_id = 'bad-job'")
-    finally:
-        s3.delete_object(Bucket=BUCKET, Key=f"team/store/{info['path']}")
-        s3.delete_object(Bucket=BUCKET, Key=f"team/store/rationales/dataset=toy/job=bad-job/job.json")
+    assert run_sql(filled, "SELECT count(*) FROM rationales WHERE job_id = 's3-job'").rows == [(60,)]
+    with pytest.raises(Exception, match=r"shard s3://salient-test/team/store/rationales/dataset=toy/job=bad-job/"
+                                        r"shard-00000.parquet is unreadable.*salient catalog check"):
+        run_sql(filled, "SELECT count(*) FROM rationales WHERE job_id = 'bad-job'")
+
+    problems = check_store(filled)
+    assert [(p.kind, p.path) for p in problems] == [("unreadable", info["path"])]
+    report = rebuild_catalog(filled, quarantine=True)
+    assert report.quarantined == [(info["path"], f"quarantine/{info['path']}")]
+    assert report.lost_shards == {"bad-job": [0]}
+    assert _keys(s3, "team/store/quarantine/") == [f"team/store/quarantine/{info['path']}"]
+    assert not _keys(s3, f"team/store/{info['path']}")
+    assert filled.get_job("bad-job")["status"] == "failed" and filled.get_job("s3-job")["status"] == "succeeded"
+    assert check_store(filled) == [] and run_sql(filled, "SELECT count(*) FROM rationales").rows == [(60,)]
 
 
 def test_catalog_rebuild_recreates_the_index_from_the_objects(filled):
@@ -195,5 +204,19 @@ def test_catalog_rebuild_recreates_the_index_from_the_objects(filled):
     fresh = Catalog.open(Store.open(ROOT))
     after = {t: fresh.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("datasets", "shards", "runs")}
     assert after == {"datasets": 2, "shards": 4, "runs": 1}
-    assert fresh.get_job("s3-job")["status"] == "succeeded" and fresh.get_job("bad-job") is None
+    assert fresh.get_job("s3-job")["status"] == "succeeded"
+    assert fresh.get_job("bad-job")["status"] == "failed"  # its job.json survives, its one shard does not
     assert run_sql(fresh, "SELECT count(*) FROM rationales").rows == [(60,)]
+    assert fresh.query("SELECT count(*) AS n FROM rationales WHERE split = 'test'") == [{"n": 20}]  # trusted reads too
+
+
+def test_errors_name_the_bucket_and_never_show_the_secret(s3, capsys):
+    from api.cli import main
+    from storage import Store
+
+    with pytest.raises(FileNotFoundError, match="bucket 'no-such-bucket' does not exist; create it"):
+        Store.open("s3://no-such-bucket/x")
+    assert main(["--store", "s3://no-such-bucket/x", "catalog", "show"]) != 0
+    assert main(["--store", ROOT, "catalog", "show"]) == 0
+    out = capsys.readouterr()
+    assert "no-such-bucket" in out.err and "testing-secret" not in out.out + out.err
