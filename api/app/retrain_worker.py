@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     request = json.loads(args.request)
     store = Store.open(args.store)
-    target = store.runs_dir / "_retrain" / f"{args.retrain_id}.json"
+    target = store.local_runs_dir / "_retrain" / f"{args.retrain_id}.json"
     try:
         with Catalog.open(store) as catalog:
             outcome = retrain(catalog, TrainConfig.from_dict(request["config"]), force=bool(request.get("force")))

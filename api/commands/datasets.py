@@ -5,6 +5,7 @@ import argparse
 import textwrap
 
 from storage.ingest import FORMATS, IngestOptions, ingest
+from storage.objects import parquet_source
 
 from .common import open_catalog, print_rows
 
@@ -106,11 +107,11 @@ def cmd_show(args) -> int:
             if not r["active"]:
                 continue
             path = cat.store.absolute(r["path"])
-            schema = pq.read_schema(path)
+            schema = pq.read_schema(parquet_source(path))
             print(f"\n{r['split']} ({r['rows']} rows, version {r['version']}): "
                   + ", ".join(f"{f.name} {f.type}" for f in schema))
             if args.rows > 0:
-                sample = pq.read_table(path, columns=[c for c in ("example_id", "input", "target") if c in schema.names])
+                sample = pq.read_table(parquet_source(path), columns=[c for c in ("example_id", "input", "target") if c in schema.names])
                 for row in sample.slice(0, args.rows).to_pylist():
                     text = textwrap.shorten(row["input"].replace("\n", " | "), 110)
                     print(f"  {row['example_id']}: {text}  ->  {row.get('target')}")

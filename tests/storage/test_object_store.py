@@ -218,5 +218,7 @@ def test_errors_name_the_bucket_and_never_show_the_secret(s3, capsys):
         Store.open("s3://no-such-bucket/x")
     assert main(["--store", "s3://no-such-bucket/x", "catalog", "show"]) != 0
     assert main(["--store", ROOT, "catalog", "show"]) == 0
+    assert main(["--store", ROOT, "datasets", "show", "toy", "--rows", "1"]) == 0  # reads the parts' footers and a row
     out = capsys.readouterr()
+    assert "example_id string" in out.out and "train-000" in out.out
     assert "no-such-bucket" in out.err and "testing-secret" not in out.out + out.err

@@ -48,7 +48,7 @@ def upload_dataset(
                              target_field=target_field or None, choices_field=choices_field or None)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    tmp_root = catalog.store.root / "tmp"
+    tmp_root = catalog.store.local_dir / "tmp"  # the root itself, or the writer's disk for an s3:// store
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root, prefix="upload-") as tmp:
         path = Path(tmp) / filename
@@ -76,11 +76,13 @@ def get_dataset(name: str, catalog: Catalog = Depends(get_catalog)) -> dict:
     """The dataset's versions and, per active part, its columns."""
     import pyarrow.parquet as pq
 
+    from storage.objects import parquet_source
+
     versions = [r for r in catalog.datasets() if r["name"] == name]
     if not versions:
         raise HTTPException(404, f"no dataset {name!r}: GET /v1/datasets lists them, POST /v1/datasets adds one")
     for r in versions:
         if r["active"]:
-            schema = pq.read_schema(catalog.store.absolute(r["path"]))
+            schema = pq.read_schema(parquet_source(catalog.store.absolute(r["path"])))
             r["columns"] = [{"name": f.name, "type": str(f.type)} for f in schema]
     return {"name": name, "versions": versions}

@@ -44,7 +44,7 @@ def list_models(dataset: str | None = None, catalog: Catalog = Depends(get_catal
 
 
 def _retrain_dir(catalog: Catalog):
-    path = catalog.store.runs_dir / "_retrain"
+    path = catalog.store.local_runs_dir / "_retrain"  # this service's bookkeeping: local even for an s3:// store
     path.mkdir(parents=True, exist_ok=True)
     return path
 
