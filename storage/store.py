@@ -62,7 +62,9 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         elif not root.is_dir():
             raise FileNotFoundError(f"store {root} does not exist: pass --store or set {STORE_ENV}")
-        return cls(root)
+        store = cls(root)
+        store.catalog_path.parent.mkdir(parents=True, exist_ok=True)  # the root itself unless catalog_path is set
+        return store
 
     @classmethod
     def _open_remote(cls, root: ObjectPath) -> "Store":
@@ -79,7 +81,7 @@ class Store:
             raise FileNotFoundError(f"store {root}: bucket {root.bucket!r} does not exist; create it "
                                     "(salient never creates buckets) or fix --store / SALIENT_STORE")
         store = cls(root)
-        store.local_dir.mkdir(parents=True, exist_ok=True)
+        store.catalog_path.parent.mkdir(parents=True, exist_ok=True)
         return store
 
     @property

@@ -222,3 +222,14 @@ def test_errors_name_the_bucket_and_never_show_the_secret(s3, capsys):
     out = capsys.readouterr()
     assert "example_id string" in out.out and "train-000" in out.out
     assert "no-such-bucket" in out.err and "testing-secret" not in out.out + out.err
+
+
+def test_catalog_path_setting_moves_the_catalog_of_a_local_store_too(tmp_path, monkeypatch):
+    from storage import Catalog, Store
+
+    monkeypatch.setenv("SALIENT_CATALOG_PATH", str(tmp_path / "elsewhere" / "index.duckdb"))
+    catalog = Catalog.open(Store.open(tmp_path / "store"))
+    catalog.create_job("j1", dataset="toy", split=None, spec={}, total_rows=0, shards_total=0)
+    assert (tmp_path / "elsewhere" / "index.duckdb").is_file() and not (tmp_path / "store" / "catalog.duckdb").exists()
+    (tmp_path / "elsewhere" / "index.duckdb").unlink()
+    assert catalog.rebuild()["jobs"] == 1 and catalog.get_job("j1")["status"] == "succeeded"
