@@ -7,7 +7,8 @@ it: `storage.parquet_io.atomic_write` builds the object in a local temporary fil
 once under its final key (`put_file`), so an object appears whole or not at all (S3 PUT and
 multipart-complete are atomic; there is no rename on S3 and none is used).
 
-The filesystem comes from settings (`s3_endpoint_url`, `s3_region`, `s3_scheme`); credentials from
+The filesystem comes from settings (`s3_endpoint_url`, whose scheme picks http or https, and
+`s3_region`); credentials from
 the AWS SDK's standard chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
 ~/.aws, an instance role). Salient never reads, stores or logs the secret itself.
 
@@ -27,8 +28,9 @@ from pathlib import PurePosixPath
 
 from .settings import get_setting
 
-# pyarrow.fs / pyarrow.dataset are imported where used: loading the S3 filesystem maps about 1 GB of
-# address space, which a local store never needs and the SQL worker's RLIMIT_DATA must not pay for.
+# pyarrow.fs / pyarrow.dataset are imported where used: a local store never needs them, and loading
+# pyarrow.dataset under pyarrow's default mimalloc pool reserves about 1 GB of address space, which the
+# SQL worker's RLIMIT_DATA counts (storage.sql_worker starts it with the system allocator).
 
 SCHEME = "s3://"
 _COPY_BYTES = 8 * 1024 * 1024
@@ -215,14 +217,23 @@ def list_stats(paths: list[ObjectPath]) -> dict[str, ObjectStat]:
 def put_file(local_file, target: ObjectPath) -> None:
     """Upload the open local file `local_file` (from its start) as `target`, in one object write.
 
-    The object becomes visible when the upload completes (S3 PUT / CompleteMultipartUpload), whole.
+    The object becomes visible when the upload completes (S3 PUT / CompleteMultipartUpload), whole. A
+    failed part upload fails the close, so nothing appears. pyarrow's stream has no abort: if reading the
+    local file fails mid-way, closing would publish what was sent, so the object is then deleted again.
     """
     local_file.seek(0)
-    out = s3_filesystem().open_output_stream(target.key)
+    fs = s3_filesystem()
+    out = fs.open_output_stream(target.key)
     try:
         shutil.copyfileobj(local_file, out, _COPY_BYTES)
-    finally:
-        out.close()
+    except BaseException:
+        try:
+            out.close()
+            fs.delete_file(target.key)
+        except OSError:
+            pass
+        raise
+    out.close()
 
 
 def upload_tree(local_dir, target: ObjectPath, *, skip: tuple[str, ...] = ()) -> list[ObjectPath]:

@@ -102,6 +102,23 @@ def _keys(client, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
 
 
+def test_an_object_appears_whole_or_not_at_all(s3):
+    """No rename on S3: the object is uploaded once, when the writer's block ends without an error."""
+    from storage.objects import ObjectPath
+    from storage.parquet_io import atomic_write, write_json_atomic
+
+    target = ObjectPath.parse(f"{ROOT}/scratch/record.json")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_write(target, "w") as fh:
+            fh.write('{"half": ')
+            raise RuntimeError("killed mid-write")
+    assert _keys(s3, "team/store/scratch/") == []
+    write_json_atomic({"whole": True}, target)
+    assert json.loads(target.read_text()) == {"whole": True} and _keys(s3, "team/store/scratch/") == [
+        "team/store/scratch/record.json"]
+    target.unlink()
+
+
 def test_ingest_and_ray_job_write_objects_and_the_catalog_stays_local(s3, filled):
     keys = _keys(s3, "team/store/")
     parts = [k for k in keys if k.startswith("team/store/datasets/toy/")]
