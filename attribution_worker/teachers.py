@@ -10,8 +10,8 @@ Kinds (picked from the config's architecture through the Auto classes):
               EncoderDecoderModel). Input right-padded; the answer is teacher-forced on the decoder
               (decoder_start + answer[:-1]); logp is summed over answer tokens (the closing </s>
               included: the answer is complete). With a BERT tokenizer (no eos) the answer is
-              "x [SEP]": its leading [CLS] is dropped (decoding starts from [CLS] already) and [SEP]
-              is the eos.
+              "x [SEP]": its leading [CLS] is dropped when the decoder starts from [CLS] already,
+              and [SEP] is the eos.
   causal      AutoModelForCausalLM (GPT-2, Llama, Qwen). Prompt left-padded, answer ids appended
               (never re-tokenised text), explicit position ids so padding changes nothing.
   classifier  AutoModelForSequenceClassification (BERT style). The answer is one class id;
@@ -151,8 +151,10 @@ class HFTeacher:
             return [label2id[key]]
         if self.kind == "seq2seq":
             ids = list(tok(text, add_special_tokens=True)["input_ids"])
-            cls = getattr(tok, "cls_token_id", None)
-            return ids[1:] if cls is not None and len(ids) > 1 and ids[0] == cls else ids  # "[CLS] x [SEP]" -> "x [SEP]"
+            start = getattr(self.model.config, "decoder_start_token_id", None)
+            # BERT2BERT: "[CLS] x [SEP]" -> "x [SEP]", as decoding starts from [CLS] already (BART's <s> stays:
+            # its decoder starts from </s>)
+            return ids[1:] if start is not None and len(ids) > 1 and ids[0] == start == tok.cls_token_id else ids
         sep = "" if (not input_text or input_text[-1].isspace()) else " "
         ids = list(tok(sep + text, add_special_tokens=False)["input_ids"])
         return ids + ([self.eos_id] if self.eos_id is not None else [])
