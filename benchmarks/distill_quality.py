@@ -308,13 +308,16 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     def teacher_target(r):
         return f"({LETTERS[r['choices'].index(r['target'])]})" if letter else r["target"]
 
-    tdir = Path(tempfile.mkdtemp(prefix=f"{name}-teacher-"))
-    path = build_minilm_classifier(tdir / "teacher", labels)
-    t = time.perf_counter()
-    stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
-                               steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
-                               word_dropout=args.word_dropout, seed=0)
-    log(f"  teacher fine-tuned: {stats} ({time.perf_counter() - t:.0f} s)")
+    if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
+        path = Path(args.teacher_dir)
+        log(f"  teacher reused from {path}")
+    else:
+        path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher", labels)
+        t = time.perf_counter()
+        stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
+                                   steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
+                                   word_dropout=args.word_dropout, seed=0)
+        log(f"  teacher fine-tuned in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args)
     rows = {}
@@ -328,8 +331,12 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             r["target_text"] = e["target"]
             r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
             if r.get("answer_probs") is None:  # engine before schema v3: the same teacher's softmax, computed here
-                r["answer_choices"] = list(e["choices"]) if letter else list(labels)
-                r["answer_probs"] = [float(x) for x in p[:len(r["answer_choices"])]]
+                r["answer_probs"] = [float(x) for x in p]
+            if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
+                r["answer_choices"] = list(e["choices"])
+                r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
+            elif not r.get("answer_choices"):
+                r["answer_choices"] = list(labels)
         rows[s] = out
     palm = write_datasets(cat, name, rows, splits, args, log)
     return train_arms(cat, name, args, palm=palm, log=log)
@@ -485,6 +492,8 @@ def main(argv=None) -> int:
                    help="svamp: layers of each half of the BERT2BERT teacher (default: all 6 of MiniLM)")
     p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=True,
                    help="svamp: the teacher also trains on the student's pool (800 problems cannot fill three pools)")
+    p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
+                   "(the directory its log names) instead of fine-tuning one")
     p.add_argument("--kd-weight", type=float, default=0.5, help="real: w of the KD arms")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="real: tau of the KD arms")
     p.add_argument("--threads", type=int, default=None)
