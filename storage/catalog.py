@@ -101,7 +101,7 @@ _SHARED_GUARD = threading.Lock()
 
 class _ReadCache:
     """This process's results of reads of one catalog file, each kept with the file's signature when it was read
-    (`_file_signature`) and served only while the file still has that signature. At most `max_entries`
+    (`_FileShared.signature`) and served only while the file still has that signature. At most `max_entries`
     (catalog_read_cache_entries; 0 turns caching off), least recently used dropped first."""
 
     def __init__(self, max_entries: int):
@@ -136,49 +136,67 @@ class _ReadCache:
 class _FileShared:
     """What every Catalog of one file shares in this process: the lock its operations take turns on (DuckDB
     refuses a read-only and a read-write attach of one file at once in one process), the operation in
-    progress on each thread (a nested one joins it) and the read cache."""
+    progress on each thread (a nested one joins it), the read cache and the file's signature."""
 
-    def __init__(self):
+    def __init__(self, path: Path):
+        self.path = path
         self.lock = threading.RLock()
         self.local = threading.local()
         self.cache = _ReadCache(int(get_setting("catalog_read_cache_entries")))
+        self._fd: int | None = None  # read-only descriptor the headers are read through (it locks nothing)
+        self._fd_ino: int | None = None
+        self._fd_lock = threading.Lock()
+
+    def signature(self, *, reopen: bool) -> tuple | None:
+        """What changes whenever a commit reaches catalog.duckdb, read without opening it as a database.
+
+        DuckDB appends every commit to `<file>.wal` (whose size then grows) until a checkpoint writes the
+        changes into the file, writes a new database header (its iteration counter goes up, in the file's
+        first 12 KiB) and empties the WAL. So a commit since the last signature changes the WAL's size or
+        a header; a file moved aside or replaced changes its inode. Conservative: a change that commits
+        nothing (a torn header read, say) only costs a re-read. None: no file, or one not read yet.
+
+        The headers are read through one descriptor kept open (a plain read-only one: it takes no
+        lock and blocks nobody). It is (re)opened only with `reopen`, which callers pass only while
+        holding `lock` with nothing attached: closing any descriptor of a file drops every fcntl lock
+        this process holds on it (POSIX), DuckDB's own included.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        with self._fd_lock:
+            if self._fd_ino != st.st_ino:
+                if not reopen:
+                    return None
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = self._fd_ino = None
+                try:
+                    self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return None
+                self._fd_ino = os.fstat(self._fd).st_ino
+                if self._fd_ino != st.st_ino:  # replaced again in between: read it, keep nothing
+                    return None
+            header = os.pread(self._fd, _HEADER_BYTES, 0)
+        try:
+            wal = os.stat(f"{self.path}.wal")
+            wal_sig = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
+        except FileNotFoundError:
+            wal_sig = None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, header, wal_sig)
+
+
+_HEADER_BYTES = 3 * 4096  # DuckDB's main header and its two database headers
 
 
 def _shared_for(path: Path) -> _FileShared:
     key = str(Path(path).resolve())
     with _SHARED_GUARD:
         if key not in _SHARED:
-            _SHARED[key] = _FileShared()
+            _SHARED[key] = _FileShared(Path(key))
         return _SHARED[key]
-
-
-_HEADER_BYTES = 3 * 4096  # DuckDB's main header and its two database headers
-
-
-def _file_signature(path: Path) -> tuple | None:
-    """What changes whenever a commit reaches catalog.duckdb, read without opening it as a database (~10 us).
-
-    DuckDB appends every commit to `<file>.wal` (whose size then grows) until a checkpoint writes the
-    changes into the file, writes a new database header (its iteration counter goes up, in the file's first
-    12 KiB) and empties the WAL. So a commit since the last signature changes the WAL's size or a header;
-    a file moved aside or replaced changes its inode. None when there is no file (nothing to cache).
-    Conservative: a change that commits nothing (a torn header read, say) only costs a re-read.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        st = os.fstat(fd)
-        header = os.pread(fd, _HEADER_BYTES, 0)
-    finally:
-        os.close(fd)
-    try:
-        wal = os.stat(f"{path}.wal")
-        wal_sig = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
-    except FileNotFoundError:
-        wal_sig = None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, header, wal_sig)
 
 
 _ENGINE: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (pid, connection) of this process's engine
@@ -223,13 +241,13 @@ class Catalog:
     the REST service each hold the file only for the length of one operation. An open that finds
     the file locked is retried for `catalog_lock_timeout_s`, then raises `CatalogLocked`.
     Reads (`query` without a view, `state`) are answered from the process's read cache while the
-    file's signature is the one they were read under (`_cached`, `_file_signature`).
+    file's signature is the one they were read under (`_cached`, `_FileShared.signature`).
     Thread-safe: the operations of one process on one catalog file are serialised; cache hits take no lock.
     """
 
     def __init__(self, store: Store):
         self.store = store
-        shared = _shared_for(store.catalog_path)
+        self._shared = shared = _shared_for(store.catalog_path)
         self._lock, self._cache = shared.lock, shared.cache
         self._alias = _alias_for(store.catalog_path)
         self._local = shared.local  # the connection of the operation in progress on this thread
@@ -372,8 +390,9 @@ class Catalog:
     def _cached(self, key: tuple, read: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
         """`read(con)` on a read-only attach, or what it returned before while catalog.duckdb is unchanged.
 
-        The file's signature (`_file_signature`, no open) is compared with the one taken during the
-        cached read, so a commit by any process, this one included, is seen by the next call. Inside an
+        The file's signature (`_FileShared.signature`, no database open, about 10 us) is compared with
+        the one taken for the cached read, so a commit by any process, this one included, is seen by the
+        next call. Inside an
         operation (a transaction reading its own writes) the operation's connection is read, uncached.
         """
         try:
@@ -383,16 +402,17 @@ class Catalog:
         if key is None or getattr(self._local, "con", None) is not None:
             with self._reading() as con:
                 return read(con)
-        path = self.store.catalog_path
-        hit, value = self._cache.get(key, _file_signature(path))
+        hit, value = self._cache.get(key, self._shared.signature(reopen=False))
         if hit:
             return value
         with self._lock:  # threads missing at once read once: the first fills the cache for those waiting here
-            hit, value = self._cache.get(key, _file_signature(path))
+            # taken before the attach: a commit of another process in between is read, and then only makes
+            # the signature stale, so the next call reads again
+            signature = self._shared.signature(reopen=True)
+            hit, value = self._cache.get(key, signature)
             if hit:
                 return value
             with self._reading() as con:
-                signature = _file_signature(path)  # while attached: no writer can change the file during this read
                 value = read(con)
             self._cache.put(key, signature, value)
         return value
@@ -548,8 +568,14 @@ class Catalog:
         return row
 
     def find_job_by_idempotency_key(self, key: str) -> dict | None:
-        rows = self.query("SELECT job_id FROM jobs WHERE idempotency_key = ?", [key])
-        return self.get_job(rows[0]["job_id"]) if rows else None
+        """The job created with Idempotency-Key `key`, or None. One read of every job's key (kept in the
+        read cache) answers all keys until the catalog changes: a service sees many keys between writes."""
+        def read(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+            return dict(con.execute("SELECT idempotency_key, job_id FROM jobs WHERE idempotency_key IS NOT NULL "
+                                    "ORDER BY created_at").fetchall())  # a key used twice: the newest job
+
+        job_id = self._cached(("idempotency keys",), read).get(key)
+        return self.get_job(job_id) if job_id else None
 
     def jobs(self, status: str | None = None) -> list[dict]:
         sql = "SELECT job_id, dataset, split, status, total_rows, done_rows, error_rows, shards_total, shards_done, message, created_at, finished_at FROM jobs"

@@ -113,6 +113,24 @@ def test_a_replaced_or_damaged_file_is_not_served_from_the_cache(catalog):
     assert catalog.get_job("j1") is None  # no file: an empty catalog, not the cached row
 
 
+def test_cached_reads_keep_the_lock_of_a_transaction_in_progress(catalog):
+    """Closing any descriptor of a file drops the process's fcntl locks on it (POSIX), DuckDB's too: the
+    signature checks of cached reads in other threads must not, while this thread holds the file."""
+    catalog.get_job("j1")  # read once: the next reads are answered from the cache
+    path = str(catalog.store.catalog_path)
+    with catalog._transaction() as con:
+        con.execute("UPDATE jobs SET message = 'in progress' WHERE job_id = 'j1'")
+        seen = []
+        reader = threading.Thread(target=lambda: seen.extend(catalog.get_job("j1")["message"] for _ in range(20)))
+        reader.start()
+        reader.join(timeout=60)
+        assert seen == [None] * 20  # the committed state, without waiting for the transaction
+        other = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1])", path],
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), "another process could open the file"
+    assert catalog.get_job("j1")["message"] == "in progress"
+
+
 def test_cache_off_with_zero_entries(tmp_path, monkeypatch, opens):
     monkeypatch.setenv("SALIENT_CATALOG_READ_CACHE_ENTRIES", "0")
     cat = Catalog.open(Store.open(tmp_path / "nocache"))
