@@ -6,7 +6,7 @@ rationales and rationale_tokens are not stored: readers build them over the cata
 (`_transaction`), each read a read-only open, so a job driver, a trainer, `salient sql` and the
 REST service share one store; an open that finds the file locked waits up to
 `catalog_lock_timeout_s`, then raises `CatalogLocked`. An open is an ATTACH to this process's
-one in-memory DuckDB instance (`_engine`: under a millisecond, where a new instance costs ~15 ms),
+one in-memory DuckDB instance (`_engine_cursor`: under a millisecond, where a new instance costs ~15 ms),
 and a read whose answer is already known is not made again while the file is unchanged (the read
 cache, `_cached`). Job state changes are the named `mark_*` functions below and nowhere else (STYLE.md 5).
 
@@ -203,8 +203,9 @@ _ENGINE: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (pid, connection
 _ENGINE_GUARD = threading.Lock()
 
 
-def _engine() -> duckdb.DuckDBPyConnection:
-    """This process's in-memory DuckDB instance, which catalog files are attached to, one operation at a time.
+def _engine_cursor() -> duckdb.DuckDBPyConnection:
+    """A new connection (cursor) to this process's in-memory DuckDB instance, which catalog files are attached
+    to, one operation at a time.
 
     Creating a DuckDB instance (`duckdb.connect`, even of ":memory:") costs about 15 ms in DuckDB 2.0;
     attaching a file to a live one under a millisecond. So each catalog operation opens a cursor here,
@@ -215,7 +216,7 @@ def _engine() -> duckdb.DuckDBPyConnection:
     with _ENGINE_GUARD:
         if _ENGINE is None or _ENGINE[0] != os.getpid():
             _ENGINE = (os.getpid(), duckdb.connect(":memory:"))
-        return _ENGINE[1]
+        return _ENGINE[1].cursor()  # under the guard: threads of two stores may ask at once
 
 
 def _alias_for(path: Path) -> str:
@@ -279,7 +280,7 @@ class Catalog:
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
-            con = _engine().cursor()
+            con = _engine_cursor()
             try:
                 con.execute(f"DETACH DATABASE IF EXISTS {self._alias}")  # left by an operation that failed to detach
                 con.execute(f"ATTACH {_sql_string(str(path))} AS {self._alias}{' (READ_ONLY)' if read_only else ''}")
@@ -305,7 +306,7 @@ class Catalog:
 
     def _connect_empty(self) -> duckdb.DuckDBPyConnection:
         """An empty in-memory catalog with every table, for reads of a store that has no catalog.duckdb yet."""
-        con = _engine().cursor()
+        con = _engine_cursor()
         con.execute(f"DETACH DATABASE IF EXISTS {self._alias}")
         con.execute(f"ATTACH ':memory:' AS {self._alias}")
         con.execute(f"USE {self._alias}")
