@@ -12,15 +12,24 @@ rows, then each client loops over three requests:
   sql     POST /v1/sql with a small query (rows per job from `rationales`, jobs by status).
 Prints requests/s, p50 / p99 latency per route and errors (any status but 200/202). Targets on
 2 cores: 0 errors, p99 submit under 100 ms, p99 small SQL under 250 ms.
+
+The load generator shares the 2 cores with the service, so its own cost counts: `--client aiohttp`
+(the default) spends about 0.25 ms of CPU per request, `--client httpx` (one shared AsyncClient, as
+the first version of this benchmark did) about 5 ms at 32 connections (1.6 ms with one), which then
+starves the service it measures. The load is the same with either: closed-loop clients, no think
+time, the same three requests.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +45,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def client_loop(c, i: int, teacher: str, stop_at: float, lat: dict, errors: dict) -> None:
-    import httpx
-
+async def client_loop(request, i: int, teacher: str, stop_at: float, lat: dict, errors: dict,
+                      failures: tuple) -> None:
+    """One closed-loop client: submit, poll, sql, submit, ... back to back until `stop_at`."""
     n = 0
     job_id = None
     while time.monotonic() < stop_at:
@@ -49,45 +58,109 @@ async def client_loop(c, i: int, teacher: str, stop_at: float, lat: dict, errors
         try:
             if op == "submit":
                 k = 1 + (i + n) % 4
-                r = await c.post("/v1/jobs", headers={"Idempotency-Key": f"bench-{i}-{k}"},
-                                 json={"dataset": "bench", "teacher": teacher, "k": k, "max_new_tokens": 3,
-                                       "shard_size": 10, "actors": 1})
-                if r.status_code in (200, 202):
-                    job_id = r.json()["job_id"]
+                status, text = await request("POST", "/v1/jobs", headers={"Idempotency-Key": f"bench-{i}-{k}"},
+                                             json={"dataset": "bench", "teacher": teacher, "k": k, "max_new_tokens": 3,
+                                                   "shard_size": 10, "actors": 1})
+                if status in (200, 202):
+                    job_id = json.loads(text)["job_id"]
             elif op == "poll":
-                r = await c.get(f"/v1/jobs/{job_id}")
+                status, text = await request("GET", f"/v1/jobs/{job_id}")
             else:
-                r = await c.post("/v1/sql", json={"query": SQL[n % 2]})
-            ok = r.status_code in (200, 202)
-        except httpx.HTTPError as exc:
-            ok, r = False, exc
+                status, text = await request("POST", "/v1/sql", json={"query": SQL[n % 2]})
+            ok = status in (200, 202)
+        except failures as exc:
+            ok, status, text = False, repr(exc), ""
         lat[op].append(time.perf_counter() - t0)
         if not ok:
             errors[op] = errors.get(op, 0) + 1
             if errors[op] <= 3:
-                print(f"error on {op}: {getattr(r, 'status_code', r)} {getattr(r, 'text', '')[:200]}", file=sys.stderr)
+                print(f"error on {op}: {status} {text[:200]}", file=sys.stderr)
         n += 1
 
 
-async def load(url: str, clients: int, seconds: float, teacher: str) -> tuple[dict, dict, float]:
+@asynccontextmanager
+async def aiohttp_transport(url: str, clients: int):
+    """request(method, path, **kw) -> (status, body text) over one aiohttp session of `clients` connections."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
+                                     connector=aiohttp.TCPConnector(limit=clients),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def request(method: str, path: str, **kw) -> tuple[int, str]:
+            async with session.request(method, path, **kw) as r:
+                return r.status, await r.text()
+
+        yield request, (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+@asynccontextmanager
+async def httpx_transport(url: str, clients: int):
+    """The same over one httpx.AsyncClient (the CLI's HTTP library)."""
     import httpx
 
-    lat: dict = {"submit": [], "poll": [], "sql": []}
-    errors: dict = {}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
                                  limits=limits) as c:
-        t0 = time.monotonic()
-        await asyncio.gather(*(client_loop(c, i, teacher, t0 + seconds, lat, errors) for i in range(clients)))
-        elapsed = time.monotonic() - t0
-    return lat, errors, elapsed
+        async def request(method: str, path: str, **kw) -> tuple[int, str]:
+            r = await c.request(method, path, **kw)
+            return r.status_code, r.text
+
+        yield request, (httpx.HTTPError,)
+
+
+TRANSPORTS = {"aiohttp": aiohttp_transport, "httpx": httpx_transport}
+
+
+def process_cpu_s(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of `root_pid` ("service") and of all its descendants together
+    ("tree": the service, its SQL worker, its Ray processes), from /proc; a process that exited is not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            if pid == root_pid:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return {"service": cpu.get(root_pid, 0.0), "tree": sum(c for pid, c in cpu.items() if under(pid))}
+
+
+async def load(url: str, clients: int, seconds: float, teacher: str, client: str) -> tuple[dict, dict, float, float]:
+    """Run the clients; returns (latencies by op, errors by op, elapsed s, the load generator's CPU s)."""
+    lat: dict = {"submit": [], "poll": [], "sql": []}
+    errors: dict = {}
+    async with TRANSPORTS[client](url, clients) as (request, failures):
+        t0, cpu0 = time.monotonic(), time.process_time()
+        await asyncio.gather(*(client_loop(request, i, teacher, t0 + seconds, lat, errors, failures)
+                               for i in range(clients)))
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    return lat, errors, elapsed, cpu
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     p.add_argument("--seconds", type=float, default=60.0, help="load duration (default 60)")
+    p.add_argument("--client", choices=sorted(TRANSPORTS), default="aiohttp",
+                   help="HTTP library of the load generator (default aiohttp; see the module docstring)")
     args = p.parse_args()
+    if args.client == "aiohttp":
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            p.error("--client aiohttp needs aiohttp: pip install -e '.[bench]' (or pass --client httpx)")
 
     import httpx
 
@@ -105,10 +178,17 @@ def main() -> int:
                 job = c.post("/v1/jobs", json={"dataset": "bench", "teacher": teacher, "k": 1, "max_new_tokens": 3,
                                                "shard_size": 10, "actors": 1}).json()
                 assert follow_events(c, job["job_id"])[-1]["status"] == "succeeded"
-            lat, errors, elapsed = asyncio.run(load(server.url, args.clients, args.seconds, teacher))
+            load1, before = os.getloadavg()[0], process_cpu_s(server.proc.pid)
+            lat, errors, elapsed, cpu = asyncio.run(load(server.url, args.clients, args.seconds, teacher, args.client))
+            load2, after = os.getloadavg()[0], process_cpu_s(server.proc.pid)
     total = sum(len(v) for v in lat.values())
-    print(f"\n{args.clients} clients, {elapsed:.1f} s: {total} requests, {total / elapsed:.1f} requests/s, "
-          f"{sum(errors.values())} errors\n")
+    per = 1000 / max(total, 1)
+    print(f"\n{args.clients} clients ({args.client}), {elapsed:.1f} s: {total} requests, {total / elapsed:.1f} "
+          f"requests/s, {sum(errors.values())} errors")
+    print(f"CPU per request: load generator {cpu * per:.2f} ms, service process "
+          f"{(after['service'] - before['service']) * per:.2f} ms, service with its SQL worker and Ray "
+          f"{(after['tree'] - before['tree']) * per:.2f} ms; 1-minute load average {load1:.1f} at the start, "
+          f"{load2:.1f} at the end ({os.cpu_count()} CPUs)\n")
     print("| route | requests | req/s | p50 ms | p99 ms | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     names = {"submit": "POST /v1/jobs (Idempotency-Key)", "poll": "GET /v1/jobs/{id}", "sql": "POST /v1/sql (small)"}

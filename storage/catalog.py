@@ -5,8 +5,10 @@ rationales and rationale_tokens are not stored: readers build them over the cata
 (storage.views). No process keeps catalog.duckdb open: each write is one short transaction
 (`_transaction`), each read a read-only open, so a job driver, a trainer, `salient sql` and the
 REST service share one store; an open that finds the file locked waits up to
-`catalog_lock_timeout_s`, then raises `CatalogLocked`. Job state changes are the named `mark_*`
-functions below and nowhere else (STYLE.md 5).
+`catalog_lock_timeout_s`, then raises `CatalogLocked`. An open is an ATTACH to this process's
+one in-memory DuckDB instance (`_engine_cursor`: under a millisecond, where a new instance costs ~15 ms),
+and a read whose answer is already known is not made again while the file is unchanged (the read
+cache, `_cached`). Job state changes are the named `mark_*` functions below and nowhere else (STYLE.md 5).
 
     cat = Catalog.open(Store.open("./salient-data"))
     job = cat.create_job(job_id, dataset="cqa", split="train", spec={...}, total_rows=9741)
@@ -17,13 +19,16 @@ functions below and nowhere else (STYLE.md 5).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -90,16 +95,137 @@ def _now() -> dt.datetime:
 
 
 _NAMES_A_VIEW = re.compile(r"\b(examples|rationales|rationale_tokens)\b", re.IGNORECASE)
-_PATH_LOCKS: dict[str, threading.RLock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
+_SHARED: dict[str, "_FileShared"] = {}
+_SHARED_GUARD = threading.Lock()
 
 
-def _path_lock(path: Path) -> threading.RLock:
-    """One lock per catalog file per process: DuckDB refuses a read-only and a read-write connection
-    to one file at once in one process, so this process's operations on the file take turns."""
+class _ReadCache:
+    """This process's results of reads of one catalog file, each kept with the file's signature when it was read
+    (`_FileShared.signature`) and served only while the file still has that signature. At most `max_entries`
+    (catalog_read_cache_entries; 0 turns caching off), least recently used dropped first."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, tuple[tuple, Any]] = OrderedDict()  # key -> (signature, value)
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, signature: tuple | None) -> tuple[bool, Any]:
+        if signature is None:
+            return False, None
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] != signature:
+                return False, None
+            self._entries.move_to_end(key)
+            return True, hit[1]
+
+    def put(self, key: tuple, signature: tuple | None, value: Any) -> None:
+        if signature is None or self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (signature, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class _FileShared:
+    """What every Catalog of one file shares in this process: the lock its operations take turns on (DuckDB
+    refuses a read-only and a read-write attach of one file at once in one process), the operation in
+    progress on each thread (a nested one joins it), the read cache and the file's signature."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.RLock()
+        self.local = threading.local()
+        self.cache = _ReadCache(int(get_setting("catalog_read_cache_entries")))
+        self._fd: int | None = None  # read-only descriptor the headers are read through (it locks nothing)
+        self._fd_ino: int | None = None
+        self._fd_lock = threading.Lock()
+
+    def signature(self, *, reopen: bool) -> tuple | None:
+        """What changes whenever a commit reaches catalog.duckdb, read without opening it as a database.
+
+        DuckDB appends every commit to `<file>.wal` (whose size then grows) until a checkpoint writes the
+        changes into the file, writes a new database header (its iteration counter goes up, in the file's
+        first 12 KiB) and empties the WAL. So a commit since the last signature changes the WAL's size or
+        a header; a file moved aside or replaced changes its inode. Conservative: a change that commits
+        nothing (a torn header read, say) only costs a re-read. None: no file, or one not read yet.
+
+        The headers are read through one descriptor kept open (a plain read-only one: it takes no
+        lock and blocks nobody). It is (re)opened only with `reopen`, which callers pass only while
+        holding `lock` with nothing attached: closing any descriptor of a file drops every fcntl lock
+        this process holds on it (POSIX), DuckDB's own included.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        with self._fd_lock:
+            if self._fd_ino != st.st_ino:
+                if not reopen:
+                    return None
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = self._fd_ino = None
+                try:
+                    self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return None
+                self._fd_ino = os.fstat(self._fd).st_ino
+                if self._fd_ino != st.st_ino:  # replaced again in between: read it, keep nothing
+                    return None
+            header = os.pread(self._fd, _HEADER_BYTES, 0)
+        try:
+            wal = os.stat(f"{self.path}.wal")
+            wal_sig = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
+        except FileNotFoundError:
+            wal_sig = None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, header, wal_sig)
+
+
+_HEADER_BYTES = 3 * 4096  # DuckDB's main header and its two database headers
+
+
+def _shared_for(path: Path) -> _FileShared:
     key = str(Path(path).resolve())
-    with _PATH_LOCKS_GUARD:
-        return _PATH_LOCKS.setdefault(key, threading.RLock())
+    with _SHARED_GUARD:
+        if key not in _SHARED:
+            _SHARED[key] = _FileShared(Path(key))
+        return _SHARED[key]
+
+
+_ENGINE: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (pid, connection) of this process's engine
+_ENGINE_GUARD = threading.Lock()
+
+
+def _engine_cursor() -> duckdb.DuckDBPyConnection:
+    """A new connection (cursor) to this process's in-memory DuckDB instance, which catalog files are attached
+    to, one operation at a time.
+
+    Creating a DuckDB instance (`duckdb.connect`, even of ":memory:") costs about 15 ms in DuckDB 2.0;
+    attaching a file to a live one under a millisecond. So each catalog operation opens a cursor here,
+    ATTACHes catalog.duckdb (read-only for reads), and DETACHes it at its end: the file is held exactly
+    as long as with a connection of its own. A forked child makes its own engine.
+    """
+    global _ENGINE
+    with _ENGINE_GUARD:
+        if _ENGINE is None or _ENGINE[0] != os.getpid():
+            _ENGINE = (os.getpid(), duckdb.connect(":memory:"))
+        return _ENGINE[1].cursor()  # under the guard: threads of two stores may ask at once
+
+
+def _alias_for(path: Path) -> str:
+    """The name a catalog file is attached under: one per file, so two stores' operations never collide."""
+    return "catalog_" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _unreadable_catalog(path: Path, exc: BaseException) -> "CatalogCorrupt":
@@ -109,19 +235,23 @@ def _unreadable_catalog(path: Path, exc: BaseException) -> "CatalogCorrupt":
 
 
 class Catalog:
-    """The store's index. Holds no connection: every operation opens catalog.duckdb and closes it.
+    """The store's index. Holds no connection: every operation attaches catalog.duckdb and detaches it.
 
-    Writes run in one short transaction (`_transaction`), reads on a read-only connection
+    Writes run in one short transaction (`_transaction`), reads on a read-only attach
     (`_reading`), so many processes share one store: a job driver, a trainer, `salient sql` and
     the REST service each hold the file only for the length of one operation. An open that finds
     the file locked is retried for `catalog_lock_timeout_s`, then raises `CatalogLocked`.
-    Thread-safe: the operations of one process on one catalog file are serialised.
+    Reads (`query` without a view, `state`) are answered from the process's read cache while the
+    file's signature is the one they were read under (`_cached`, `_FileShared.signature`).
+    Thread-safe: the operations of one process on one catalog file are serialised; cache hits take no lock.
     """
 
     def __init__(self, store: Store):
         self.store = store
-        self._lock = _path_lock(store.catalog_path)
-        self._local = threading.local()  # the connection of the operation in progress on this thread
+        self._shared = shared = _shared_for(store.catalog_path)
+        self._lock, self._cache = shared.lock, shared.cache
+        self._alias = _alias_for(store.catalog_path)
+        self._local = shared.local  # the connection of the operation in progress on this thread
         self._schema_ok = False
 
     # ---------------------------------------------------------------- opening
@@ -142,15 +272,22 @@ class Catalog:
         self.close()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open catalog.duckdb, retrying while another process holds its lock (catalog_lock_timeout_s)."""
+        """Attach catalog.duckdb to this process's engine on a new cursor (which then reads and writes it
+        by unqualified names), retrying while another process holds its lock (catalog_lock_timeout_s).
+        `_disconnect` detaches it."""
         path = self.store.catalog_path
         timeout = get_setting("catalog_lock_timeout_s")
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
+            con = _engine_cursor()
             try:
-                return duckdb.connect(str(path), read_only=read_only)
+                con.execute(f"DETACH DATABASE IF EXISTS {self._alias}")  # left by an operation that failed to detach
+                con.execute(f"ATTACH {_sql_string(str(path))} AS {self._alias}{' (READ_ONLY)' if read_only else ''}")
+                con.execute(f"USE {self._alias}")
+                return con
             except duckdb.IOException as exc:
+                con.close()
                 msg = str(exc)
                 if "lock" not in msg.lower() or time.monotonic() >= deadline:
                     if "lock" not in msg.lower():
@@ -162,9 +299,27 @@ class Catalog:
                         f"for one short transaction, so {who} is stuck or is not salient: stop it, or raise "
                         f"SALIENT_CATALOG_LOCK_TIMEOUT_S and try again") from exc
             except duckdb.Error as exc:  # not a DuckDB file, or a damaged one
+                con.close()
                 raise _unreadable_catalog(path, exc) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _connect_empty(self) -> duckdb.DuckDBPyConnection:
+        """An empty in-memory catalog with every table, for reads of a store that has no catalog.duckdb yet."""
+        con = _engine_cursor()
+        con.execute(f"DETACH DATABASE IF EXISTS {self._alias}")
+        con.execute(f"ATTACH ':memory:' AS {self._alias}")
+        con.execute(f"USE {self._alias}")
+        con.execute(_DDL)
+        return con
+
+    def _disconnect(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Detach the catalog (a writer's checkpoint happens here) and close the cursor: the file is released."""
+        try:
+            con.execute("USE memory")
+            con.execute(f"DETACH DATABASE IF EXISTS {self._alias}")
+        finally:
+            con.close()
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         if self._schema_ok:
@@ -211,7 +366,8 @@ class Catalog:
                     raise
             finally:
                 self._local.con = None
-                con.close()
+                self._disconnect(con)
+                self._cache.clear()
 
     @contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -224,26 +380,63 @@ class Catalog:
             if self.store.catalog_path.exists():
                 con = self._connect(read_only=True)
             else:  # a new store: nothing written yet, so every table is empty
-                con = duckdb.connect(":memory:")
-                con.execute(_DDL)
+                con = self._connect_empty()
             self._local.con, self._local.writable = con, False
             try:
                 yield con
             finally:
                 self._local.con = None
-                con.close()
+                self._disconnect(con)
+
+    def _cached(self, key: tuple, read: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        """`read(con)` on a read-only attach, or what it returned before while catalog.duckdb is unchanged.
+
+        The file's signature (`_FileShared.signature`, no database open, about 10 us) is compared with
+        the one taken for the cached read, so a commit by any process, this one included, is seen by the
+        next call. Inside an
+        operation (a transaction reading its own writes) the operation's connection is read, uncached.
+        """
+        try:
+            hash(key)
+        except TypeError:  # a parameter that cannot be a key (a list, say): read, uncached
+            key = None
+        if key is None or getattr(self._local, "con", None) is not None:
+            with self._reading() as con:
+                return read(con)
+        hit, value = self._cache.get(key, self._shared.signature(reopen=False))
+        if hit:
+            return value
+        with self._lock:  # threads missing at once read once: the first fills the cache for those waiting here
+            # taken before the attach: a commit of another process in between is read, and then only makes
+            # the signature stale, so the next call reads again
+            signature = self._shared.signature(reopen=True)
+            hit, value = self._cache.get(key, signature)
+            if hit:
+                return value
+            with self._reading() as con:
+                value = read(con)
+            self._cache.put(key, signature, value)
+        return value
 
     # ---------------------------------------------------------------- reading
     def query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
-        """Trusted, internal queries (the sandbox for user SQL is storage.sql).
+        """Trusted, internal queries (the sandbox for user SQL is storage.sql), as a list of new row dicts.
 
-        The views examples / rationales / rationale_tokens are built on the connection when `sql` names one.
+        Answered from the read cache while catalog.duckdb is unchanged (`_cached`), except when `sql`
+        names one of the views examples / rationales / rationale_tokens: those read Parquet files, so they
+        are built on the connection and read every time.
         """
-        with self._reading() as con:
-            self._views_for(con, sql)
+        def read(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
             cur = con.execute(sql, params or [])
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
+            return [d[0] for d in cur.description], cur.fetchall()
+
+        if _NAMES_A_VIEW.search(sql):
+            with self._reading() as con:
+                self._views_for(con, sql)
+                cols, rows = read(con)
+        else:
+            cols, rows = self._cached(("query", sql, *(params or ())), read)
+        return [dict(zip(cols, row)) for row in rows]
 
     def arrow(self, sql: str, params: list | None = None) -> pa.Table:
         with self._reading() as con:
@@ -271,11 +464,13 @@ class Catalog:
 
     def state(self) -> tuple[int, int]:
         """(generation, version): generation changes when a view's file list changed, version on every write."""
-        with self._reading() as con:
+        def read(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             if not self._has_table(con, "catalog_state"):
                 return 0, 0
             values = dict(con.execute("SELECT name, value FROM catalog_state").fetchall())
-        return values.get("generation", 0), values.get("version", 0)
+            return values.get("generation", 0), values.get("version", 0)
+
+        return self._cached(("state",), read)
 
     @property
     def generation(self) -> int:
@@ -287,7 +482,8 @@ class Catalog:
 
     @staticmethod
     def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-        return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
+        return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = "
+                                "current_database()", [name]).fetchall()[0][0])
 
     def dataset_parts(self, name: str | None = None, split: str | None = None) -> list[str]:
         """Store-relative paths of the active Parquet parts, optionally for one dataset / split."""
@@ -373,8 +569,14 @@ class Catalog:
         return row
 
     def find_job_by_idempotency_key(self, key: str) -> dict | None:
-        rows = self.query("SELECT job_id FROM jobs WHERE idempotency_key = ?", [key])
-        return self.get_job(rows[0]["job_id"]) if rows else None
+        """The job created with Idempotency-Key `key`, or None. One read of every job's key (kept in the
+        read cache) answers all keys until the catalog changes: a service sees many keys between writes."""
+        def read(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+            return dict(con.execute("SELECT idempotency_key, job_id FROM jobs WHERE idempotency_key IS NOT NULL "
+                                    "ORDER BY created_at").fetchall())  # a key used twice: the newest job
+
+        job_id = self._cached(("idempotency keys",), read).get(key)
+        return self.get_job(job_id) if job_id else None
 
     def jobs(self, status: str | None = None) -> list[dict]:
         sql = "SELECT job_id, dataset, split, status, total_rows, done_rows, error_rows, shards_total, shards_done, message, created_at, finished_at FROM jobs"

@@ -34,6 +34,7 @@ sql_max_query_chars).
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -103,6 +104,13 @@ def check_statement(sql: str, max_chars: int | None = None) -> str:
     max_chars = max_chars or get_setting("sql_max_query_chars")
     if len(sql) > max_chars:
         raise SQLRefused(f"query is {len(sql)} characters, over sql_max_query_chars={max_chars}")
+    return _allowed_statement(sql)
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed_statement(sql: str) -> str:
+    """check_statement's verdict on one text, kept for the texts a service sees again and again (a
+    dashboard's queries): parsing twice costs about a millisecond. Refusals raise and are not kept."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -283,6 +291,9 @@ class WorkerState:
         try:
             for name, data in plan["tables"].items():
                 _copy_table(con, name, _from_ipc(data))
+            # shards and dataset parts are never rewritten (a new file is a new path and mtime, which DuckDB
+            # checks), so their Parquet footers are read once per worker, not once per query
+            con.execute("SET parquet_metadata_cache = true")
             create_views(con, *plan["files"])  # checks new files' footers here, in the worker
             lock_down(con, plan["root"], memory_limit=plan["memory_limit"], threads=plan["threads"])
         except BaseException:
@@ -312,19 +323,39 @@ class WorkerState:
 
 
 # ------------------------------------------------------------------ the sandbox (parent side)
-class Sandbox:
-    """A locked-down worker process over one catalog's snapshot. One query at a time."""
+@dataclass
+class _Slot:
+    """One worker process of a sandbox and the catalog state (generation, version) its connection holds."""
 
-    def __init__(self, catalog: Catalog, *, memory_limit: str | None = None, threads: int | None = None):
+    worker: WorkerProcess | None = None
+    generation: int | None = None
+    version: int | None = None
+
+    def drop(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        self.worker, self.generation, self.version = None, None, None
+
+
+class Sandbox:
+    """Locked-down worker processes over one catalog's snapshot: up to `sql_workers` queries at once.
+
+    Workers start as queries need them (a process that runs one query at a time has one) and stay:
+    each keeps its connection, tables and views between queries and re-reads the catalog only when it
+    changed. A worker killed at a limit is replaced by the next query that needs one.
+    """
+
+    def __init__(self, catalog: Catalog, *, memory_limit: str | None = None, threads: int | None = None,
+                 workers: int | None = None):
         self._catalog = weakref.ref(catalog)  # the cached sandbox must not keep its catalog alive
         self.memory_limit = _memory(memory_limit or get_setting("sql_memory_limit"))
         self.threads = threads or get_setting("sql_threads")
         self.memory_bound = (size_bytes(self.memory_limit, "sql_memory_limit")
                              + size_bytes(get_setting("sql_worker_overhead"), "sql_worker_overhead"))
-        self._lock = threading.Lock()
-        self._worker: WorkerProcess | None = None
-        self._generation: int | None = None
-        self._version: int | None = None
+        self.workers = int(workers or get_setting("sql_workers"))
+        self._slots: list[_Slot] = []
+        self._idle: list[_Slot] = []
+        self._changed = threading.Condition()
 
     @property
     def catalog(self) -> Catalog:
@@ -332,6 +363,11 @@ class Sandbox:
         if cat is None:
             raise RuntimeError("the catalog of this SQL sandbox was closed and collected; open a new Catalog")
         return cat
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        with self._changed:
+            return [s.worker.proc.pid for s in self._slots if s.worker is not None and s.worker.alive]
 
     def _plan(self, tables: dict, files) -> dict:
         """What the worker needs to build its connection: catalog tables as Arrow IPC and the view files."""
@@ -341,45 +377,62 @@ class Sandbox:
             "memory_limit": self.memory_limit, "threads": int(self.threads),
         }
 
-    def _ready_worker(self) -> WorkerProcess:
-        """A live worker whose connection matches the catalog, from one short read-only open of it:
-        rebuilt when the file lists changed (generation: a commit, an ingest, a rebuild; the worker
-        checks only new files' footers, see storage.views), the tables re-copied when anything else
-        was written (version)."""
+    def _take(self) -> _Slot:
+        """An idle slot (the one used last, so a sequential caller keeps one worker), a new one while fewer
+        than `workers` exist, else wait for one."""
+        with self._changed:
+            while not self._idle and len(self._slots) >= self.workers:
+                self._changed.wait()
+            if self._idle:
+                return self._idle.pop()
+            slot = _Slot()
+            self._slots.append(slot)
+            return slot
+
+    def _give(self, slot: _Slot) -> None:
+        with self._changed:
+            self._idle.append(slot)
+            self._changed.notify_all()
+
+    def _ready_worker(self, slot: _Slot) -> WorkerProcess:
+        """A live worker in `slot` whose connection matches the catalog. Nothing is opened while
+        catalog.duckdb is unchanged (its `catalog_state` comes from the catalog's read cache); else one
+        short read-only open: rebuilt when the file lists changed (generation: a commit, an ingest, a
+        rebuild; the worker checks only new files' footers, see storage.views), the tables re-copied
+        when anything else was written (version)."""
         build_deadline = time.monotonic() + float(get_setting("sql_max_time_limit_s"))
-        if self._worker is None or not self._worker.alive:
-            self._worker = WorkerProcess(self.memory_bound)
-            self._generation = None
+        if slot.worker is None or not slot.worker.alive:
+            slot.drop()
+            slot.worker = WorkerProcess(self.memory_bound)
         cat = self.catalog
         try:
+            if cat.state() == (slot.generation, slot.version):  # the read cache: no open while nothing changed
+                return slot.worker
             tables, files = None, None
             with cat._reading():  # one read-only open for the state and whatever must be re-read
                 generation, version = cat.state()
-                rebuild = self._generation != generation
+                rebuild = slot.generation != generation
                 if rebuild:
                     tables, files = cat.snapshot_tables(), cat.view_files()
-                elif self._version != version:
+                elif slot.version != version:
                     tables = cat.snapshot_tables(_LIVE_TABLES)
             if rebuild:
-                self._answer(self._worker.call(("build", self._plan(tables, files)), build_deadline))
+                self._answer(slot.worker.call(("build", self._plan(tables, files)), build_deadline))
             elif tables is not None:
-                self._answer(self._worker.call(("replace", {n: _ipc(t) for n, t in tables.items()}), build_deadline))
-            self._generation, self._version = generation, version
+                self._answer(slot.worker.call(("replace", {n: _ipc(t) for n, t in tables.items()}), build_deadline))
+            slot.generation, slot.version = generation, version
         except BaseException:
-            self._drop_worker()
+            slot.drop()
             raise
-        return self._worker
-
-    def _drop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
-        self._worker = None
-        self._generation = None
+        return slot.worker
 
     def refresh(self) -> None:
-        """Drop the worker so the next query sees the catalog tables as they are now."""
-        with self._lock:
-            self._drop_worker()
+        """Drop the workers (after their running queries) so the next query sees the catalog tables as they are now."""
+        with self._changed:
+            while len(self._idle) < len(self._slots):
+                self._changed.wait()
+            for slot in self._slots:
+                slot.drop()
 
     def close(self) -> None:
         self.refresh()
@@ -391,17 +444,20 @@ class Sandbox:
             raise SQLRefused("max rows must be positive (--limit N)")
         time_limit_s = check_time_limit(time_limit_s)
         statement = check_statement(sql)
-        with self._lock:
-            worker = self._ready_worker()
+        slot = self._take()
+        try:
+            worker = self._ready_worker(slot)
             start = time.perf_counter()
             try:
                 answer = worker.call(("query", statement, max_rows, int(get_setting("sql_max_result_bytes"))),
                                      time.monotonic() + time_limit_s)
             except WorkerKilled as exc:
-                self._drop_worker()
+                slot.drop()
                 raise self._killed(exc, time_limit_s) from None
             finally:
                 elapsed = time.perf_counter() - start
+        finally:
+            self._give(slot)
         _, columns, types, blob, _ = self._answer(answer)
         rows = pickle.loads(blob)
         return SQLResult(columns, rows[:max_rows], len(rows) > max_rows, elapsed, max_rows, types)

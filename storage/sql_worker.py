@@ -13,8 +13,9 @@ is bounded from outside:
 * result size: the worker refuses to send more than `sql_max_result_bytes` of pickled rows, so
   the parent's memory stays bounded too.
 
-The worker is persistent (one per Sandbox): it is started on the first query, keeps its
-in-memory DuckDB connection between queries, and exits when its stdin closes or its parent dies.
+The worker is persistent (a Sandbox keeps up to `sql_workers` of them): it is started when a
+query needs it, keeps its in-memory DuckDB connection between queries, and exits when its stdin
+closes or its parent dies.
 
 Wire format (stdin / stdout of the worker): 8-byte little-endian length, then a pickle of a
 tuple. Requests: ("build", plan), ("replace", {name: arrow IPC bytes}), ("query", sql, max_rows,

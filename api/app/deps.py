@@ -5,6 +5,8 @@
 
 No token: 401 with `WWW-Authenticate: Bearer`; a token without the scope: 403. Tokens are compared
 in constant time (core.config.scopes_of). `--insecure-no-auth` gives every caller every scope.
+These dependencies never block, so they are `async def`: FastAPI runs a plain `def` dependency in its
+thread pool, a thread hop per dependency per request.
 """
 from __future__ import annotations
 
@@ -18,16 +20,16 @@ from .core.config import SCOPES, ServiceSettings, scopes_of
 _bearer = HTTPBearer(auto_error=False, description="A token from SALIENT_API_TOKENS (scopes read, submit).")
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     """The service's catalog (one per process; the dispatcher and every route share it)."""
     return request.app.state.catalog
 
 
-def get_dispatcher(request: Request):
+async def get_dispatcher(request: Request):
     return request.app.state.dispatcher
 
 
@@ -36,7 +38,7 @@ def require(scope: str):
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
 
-    def check(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> frozenset[str]:
+    async def check(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> frozenset[str]:
         settings: ServiceSettings = request.app.state.settings
         if settings.insecure_no_auth:
             return frozenset(SCOPES)

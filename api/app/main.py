@@ -12,6 +12,7 @@ stop it stops dispatching and closes the catalog.
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -55,6 +56,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.tokens = settings.tokens()
     app.state.catalog = None
     app.state.idempotency_keys = {}  # Idempotency-Key -> (job id, spec); routes/jobs.py
+    app.state.submit_lock = threading.Lock()  # one job creation at a time; routes/jobs.py
     app.state.metrics = Metrics(lambda: app.state.catalog)
     for module in (datasets, jobs, sql, rationales, models, system):
         app.include_router(module.router)

@@ -7,14 +7,19 @@ Every job test checks DESIGN.md's invariant over HTTP: exactly one rationale row
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from service_server import ServiceProcess, build_teacher, follow_events, toy_rows, write_jsonl
 
+REPO = Path(__file__).resolve().parents[2]
 READ, SUBMIT = "readtok", "subtok"
 TOKENS = f"{READ}:read,{SUBMIT}:read+submit"
 
@@ -192,6 +197,34 @@ def test_job_pages_follow_the_cursor(sub):
     assert r.status_code == 200 and len(r.json()["items"]) <= 1
     assert sub.get("/v1/jobs?after=nope").status_code == 422
     assert sub.get("/v1/jobs?status=bogus").status_code == 422
+
+
+def _in_other_process(store, statement: str) -> None:
+    """Run `statement` with `cat` (a Catalog of `store`) in a new Python process on this checkout."""
+    code = f"import sys; from storage import Catalog, Store; cat = Catalog.open(Store.open(sys.argv[1])); {statement}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(store)], check=True, env=env, timeout=120)
+
+
+def test_a_job_changed_by_another_process_is_seen_on_the_next_request(service, sub):
+    """The service answers reads from its catalog read cache; a commit by another process (a CLI, a job
+    driver) is seen by the next request, on GET /v1/jobs/{id}, GET /v1/jobs and POST /v1/sql alike."""
+    job_id = f"elsewhere-{uuid.uuid4().hex[:8]}"  # its spec is no JobSpec: the dispatcher leaves it alone
+    _in_other_process(service.store, f"cat.create_job({job_id!r}, dataset='elsewhere', split='test', "
+                                     "spec={'kind': 'bookkeeping'}, total_rows=20, shards_total=2)")
+    for _ in range(3):  # the first read fills the cache, the next ones are answered from it
+        assert sub.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    steps = (("cat.mark_running(sys.argv[2])", "running", 0),
+             ("cat.commit_shard(sys.argv[2], index=0, path='s0.parquet', rows=10, error_rows=0, bytes_=1)", "running", 10),
+             ("cat.mark_failed(sys.argv[2], 'stopped by another process')", "failed", 10))
+    for statement, status, done in steps:
+        code = statement.replace("sys.argv[2]", repr(job_id))
+        _in_other_process(service.store, code)
+        job = sub.get(f"/v1/jobs/{job_id}").json()
+        assert (job["status"], job["done_rows"]) == (status, done), (code, job)
+        listed = {j["job_id"]: j["status"] for j in sub.get("/v1/jobs?limit=500").json()["items"]}
+        assert listed[job_id] == status
+        assert sql(sub, f"SELECT status, done_rows FROM jobs WHERE job_id = '{job_id}'")["rows"] == [[status, done]]
 
 
 def slow_spec(dataset: str, teacher: str) -> dict:

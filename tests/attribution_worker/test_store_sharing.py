@@ -85,9 +85,10 @@ def test_commands_run_beside_a_background_job_and_cancel_reaches_cancelled(store
     catalog = Catalog.open(store)
     rows = make_rows(2000, make_examples)
     register(catalog, rows)
-    # slow enough to be running through every command below: integrated gradients, small shards, one actor
+    # slow enough to be running through every command below: integrated gradients with many steps, small shards,
+    # one actor (catalog operations take a few ms, so the job itself must be slow)
     out = _salient(store, "attribute", "--dataset", "toy", "--teacher", teacher, "--max-new-tokens", "3",
-                   "--method", "integrated_gradients", "--n-steps", "16", "--shard-size", "10", "--actors", "1",
+                   "--method", "integrated_gradients", "--n-steps", "64", "--shard-size", "10", "--actors", "1",
                    "--num-cpus-per-actor", "1", "--max-in-flight-per-actor", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     launched = json.loads(out.stdout.strip().splitlines()[-1])

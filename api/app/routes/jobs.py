@@ -96,9 +96,15 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
             response.headers["Location"] = f"/v1/jobs/{job_id}"
             return _job_body(catalog, _found(catalog, job_id))
     try:
-        existing = catalog.get_job(job_id_for(catalog, spec))
+        job_id = job_id_for(catalog, spec)
+        existing = catalog.get_job(job_id)
         if existing is None or existing["status"] == "failed":
-            job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
+            with request.app.state.submit_lock:  # concurrent submits of one new spec: the first creates the job
+                existing = catalog.get_job(job_id)
+                if existing is None or existing["status"] == "failed":
+                    job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
+                else:
+                    job = existing
         else:
             job = existing
     except ValueError as exc:

@@ -1,0 +1,186 @@
+"""The catalog's read cache (storage/catalog.py `_cached`): reads are answered again from memory while
+catalog.duckdb is unchanged, and every commit, by this process or another, is seen by the next read.
+
+The other process is a real one (`python -c` on this checkout) writing through its own Catalog.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from storage import Catalog, Store
+from storage.catalog import Catalog as CatalogClass
+from storage.sql import Sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+
+WRITER = """
+import sys
+from storage import Catalog, Store
+cat = Catalog.open(Store.open(sys.argv[1]))
+for line in sys.stdin:
+    i = int(line)
+    cat.commit_shard("j1", index=i, path=f"s{i}.parquet", rows=1, error_rows=0, bytes_=1)
+    print(i, flush=True)
+"""
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    cat = Catalog.open(Store.open(tmp_path / "store"))
+    cat.create_job("j1", dataset="d", split="test", spec={}, total_rows=100, shards_total=100)
+    return cat
+
+
+@pytest.fixture
+def opens(monkeypatch):
+    """Counts the attaches of catalog.duckdb (one per read that missed the cache, one per write)."""
+    counter = {"n": 0}
+    real = CatalogClass._connect
+
+    def counting(self, read_only):
+        counter["n"] += 1
+        return real(self, read_only)
+
+    monkeypatch.setattr(CatalogClass, "_connect", counting)
+    return counter
+
+
+def test_an_unchanged_catalog_is_read_once(catalog, opens):
+    first = catalog.get_job("j1")
+    n = opens["n"]
+    for _ in range(20):
+        assert catalog.get_job("j1") == first
+        assert catalog.state() == catalog.state()
+    catalog.state()
+    assert opens["n"] <= n + 1  # the state's first read; get_job never opened the file again
+
+
+def test_returned_rows_are_copies(catalog):
+    catalog.get_job("j1")["status"] = "changed by the caller"
+    assert catalog.get_job("j1")["status"] == "queued"
+
+
+def test_own_writes_are_seen_by_the_next_read(catalog):
+    assert catalog.get_job("j1")["status"] == "queued"
+    catalog.mark_running("j1")
+    assert catalog.get_job("j1")["status"] == "running"
+    assert catalog.commit_shard("j1", index=0, path="s0.parquet", rows=5, error_rows=0, bytes_=1)
+    assert catalog.get_job("j1")["done_rows"] == 5
+
+
+def test_every_commit_of_another_process_is_seen_by_the_next_read(catalog, opens):
+    """A writer process commits shard after shard as fast as it can; after each, this process reads."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(catalog.store.root)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        for i in range(40):
+            before = catalog.get_job("j1")["done_rows"]
+            assert before == i
+            assert catalog.get_job("j1")["done_rows"] == i  # unchanged file: from the cache
+            proc.stdin.write(f"{i}\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == str(i)
+            assert catalog.get_job("j1")["done_rows"] == i + 1, f"commit {i} of the other process not seen"
+            assert catalog.committed_shards("j1") == set(range(i + 1))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert opens["n"] < 40 * 3, "every read opened the file: the cache is not used"
+
+
+def test_a_replaced_or_damaged_file_is_not_served_from_the_cache(catalog):
+    catalog.get_job("j1")
+    path = catalog.store.catalog_path
+    data = path.read_bytes()
+    path.write_bytes(b"not a duckdb file" * 1000)
+    with pytest.raises(Exception, match="cannot be opened as a DuckDB catalog"):
+        catalog.get_job("j1")
+    path.write_bytes(data)
+    assert catalog.get_job("j1")["status"] == "queued"
+    path.unlink()
+    assert catalog.get_job("j1") is None  # no file: an empty catalog, not the cached row
+
+
+def test_cached_reads_keep_the_lock_of_a_transaction_in_progress(catalog):
+    """Closing any descriptor of a file drops the process's fcntl locks on it (POSIX), DuckDB's too: the
+    signature checks of cached reads in other threads must not, while this thread holds the file."""
+    catalog.get_job("j1")  # read once: the next reads are answered from the cache
+    path = str(catalog.store.catalog_path)
+    with catalog._transaction() as con:
+        con.execute("UPDATE jobs SET message = 'in progress' WHERE job_id = 'j1'")
+        seen = []
+        reader = threading.Thread(target=lambda: seen.extend(catalog.get_job("j1")["message"] for _ in range(20)))
+        reader.start()
+        reader.join(timeout=60)
+        assert seen == [None] * 20  # the committed state, without waiting for the transaction
+        other = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1])", path],
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), "another process could open the file"
+    assert catalog.get_job("j1")["message"] == "in progress"
+
+
+def test_cache_off_with_zero_entries(tmp_path, monkeypatch, opens):
+    monkeypatch.setenv("SALIENT_CATALOG_READ_CACHE_ENTRIES", "0")
+    cat = Catalog.open(Store.open(tmp_path / "nocache"))
+    cat.create_job("j1", dataset="d", split="test", spec={}, total_rows=1, shards_total=1)
+    n = opens["n"]
+    for _ in range(5):
+        cat.get_job("j1")
+    assert opens["n"] == n + 5
+
+
+# ------------------------------------------------------------------ the SQL sandbox's workers
+def test_sandbox_keeps_its_worker_and_follows_another_process(catalog):
+    box = Sandbox(catalog, workers=2)
+    try:
+        assert box.run("SELECT count(*) FROM jobs").rows == [(1,)]
+        pids = box.worker_pids()
+        assert len(pids) == 1
+        assert box.run("SELECT status FROM jobs").rows == [("queued",)]
+        assert box.worker_pids() == pids  # a second query: the same process, no new one
+        subprocess.run([sys.executable, "-c", "import sys; from storage import Catalog, Store; "
+                        "Catalog.open(Store.open(sys.argv[1])).mark_running('j1')", str(catalog.store.root)],
+                       check=True, env=_env(), timeout=120)
+        assert box.run("SELECT status FROM jobs").rows == [("running",)]  # the other process's write
+        assert box.worker_pids() == pids  # seen by refreshing the worker's tables, not by a new worker
+    finally:
+        box.close()
+    assert box.worker_pids() == []
+
+
+def test_sandbox_runs_up_to_sql_workers_queries_at_once(catalog):
+    box = Sandbox(catalog, workers=2)
+    slow = "SELECT count(*) FROM range(100000000) t(i) WHERE i % 7 = 3"
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(box.run(slow, time_limit_s=60).rows)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert results == [[(14285714,)]] * 4
+        assert len(box.worker_pids()) == 2, "four queries at once should use both workers and no more"
+        assert time.monotonic() - start < 120
+    finally:
+        box.close()
