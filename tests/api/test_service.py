@@ -215,7 +215,11 @@ def test_a_job_changed_by_another_process_is_seen_on_the_next_request(service, s
     for _ in range(3):  # the first read fills the cache, the next ones are answered from it
         assert sub.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
     steps = (("cat.mark_running(sys.argv[2])", "running", 0),
-             ("cat.commit_shard(sys.argv[2], index=0, path='s0.parquet', rows=10, error_rows=0, bytes_=1)", "running", 10),
+             # a real (empty) shard file: the store stays undamaged for the module's later tests
+             ("from storage import RATIONALE_SCHEMA, write_parquet_atomic; "
+              "write_parquet_atomic(RATIONALE_SCHEMA.empty_table(), cat.store.root / 'rationales' / (sys.argv[2] + '-s0.parquet')); "
+              "cat.commit_shard(sys.argv[2], index=0, path='rationales/' + sys.argv[2] + '-s0.parquet', rows=10, "
+              "error_rows=0, bytes_=1)", "running", 10),
              ("cat.mark_failed(sys.argv[2], 'stopped by another process')", "failed", 10))
     for statement, status, done in steps:
         code = statement.replace("sys.argv[2]", repr(job_id))
@@ -225,6 +229,7 @@ def test_a_job_changed_by_another_process_is_seen_on_the_next_request(service, s
         listed = {j["job_id"]: j["status"] for j in sub.get("/v1/jobs?limit=500").json()["items"]}
         assert listed[job_id] == status
         assert sql(sub, f"SELECT status, done_rows FROM jobs WHERE job_id = '{job_id}'")["rows"] == [[status, done]]
+    assert sql(sub, f"SELECT count(*) FROM rationales WHERE job_id = '{job_id}'")["rows"] == [[0]]  # its shard reads
 
 
 def slow_spec(dataset: str, teacher: str) -> dict:
