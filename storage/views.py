@@ -152,19 +152,22 @@ def _view(empty: str, files: list[ViewFile], what: str, con: duckdb.DuckDBPyConn
             branches.append(_guard(_columns(empty), f, reason, what))
     # One read_parquet per schema binds from its first file; the groups (older shard schema
     # versions, datasets with different extra columns) are unioned by name, missing columns NULL.
-    healthy = [f"SELECT * FROM {_scan(paths, con)}" for paths in groups.values()]
+    healthy = [f"SELECT * FROM {parquet_scan(paths, con)}" for paths in groups.values()]
     return " UNION ALL BY NAME ".join((healthy or [f"SELECT * FROM {empty}"]) + branches)
 
 
-def _scan(paths: list, con: duckdb.DuckDBPyConnection | None) -> str:
-    """The FROM item reading `paths` (one schema): read_parquet over local files; for objects, a pyarrow
-    dataset registered on `con` as `__view_<n>` (DuckDB needs no extension and sees no path)."""
+def parquet_scan(paths: list, con: duckdb.DuckDBPyConnection | None, *, union_by_name: bool = False) -> str:
+    """The FROM item reading the Parquet `paths`: read_parquet over local files; for objects (an s3:// store)
+    a pyarrow dataset registered on `con` as `__view_<n>` (DuckDB needs no extension and sees no path).
+
+    union_by_name: files with different columns are read as their union (missing columns NULL); without
+    it every file has the first one's schema (a view group, storage.views)."""
     if not isinstance(paths[0], ObjectPath):
-        return f"read_parquet({_sql_list(paths)})"
+        return f"read_parquet({_sql_list(paths)}{', union_by_name=true' if union_by_name else ''})"
     if con is None:
-        raise ValueError("views over an s3:// store need the connection to register their files on")
+        raise ValueError("a scan of objects on an s3:// store needs the connection to register them on")
     name = f"__view_{next(_REGISTERED)}"
-    schema = pq.read_schema(parquet_source(paths[0])).remove_metadata()
+    schema = None if union_by_name else pq.read_schema(parquet_source(paths[0])).remove_metadata()
     con.register(name, arrow_dataset(paths, schema=schema))
     return name
 

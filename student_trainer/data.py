@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import duckdb
 
 from storage import Catalog
-from storage.objects import arrow_dataset
 from storage.sql import SQLRefused, check_statement, lock_down
+from storage.views import parquet_scan
 
 from .config import TrainConfig
 
@@ -131,7 +131,8 @@ class _Source:
 
     def __init__(self, catalog: Catalog, paths: list[str], where: str | None):
         self.con = duckdb.connect(":memory:")
-        scan = self._scan(catalog, paths)
+        # read_parquet over the local shard files, or (an s3:// store) a pyarrow dataset registered on the connection
+        scan = parquet_scan([catalog.store.absolute(p) for p in paths], self.con, union_by_name=True)
         lock_down(self.con, catalog.store.root)  # the same lock-down as the SQL sandbox
         present = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         cols = [c if c in present else f"NULL AS {c}" for c in COLUMNS + OPTIONAL_COLUMNS]
@@ -151,16 +152,6 @@ class _Source:
         # newest row per (split, example_id) among rows without an error (two jobs may attribute one example)
         self.con.execute("""CREATE TEMP VIEW clean AS SELECT * FROM src WHERE error IS NULL
             QUALIFY row_number() OVER (PARTITION BY split, example_id ORDER BY created_at DESC, job_id DESC) = 1""")
-
-    def _scan(self, catalog: Catalog, paths: list[str]) -> str:
-        """The FROM item over the shard files: read_parquet for a local store; for an s3:// store a pyarrow
-        dataset over the objects registered as `shards` (storage.objects; DuckDB needs no extension)."""
-        if catalog.store.remote:
-            self.con.register("shards", arrow_dataset([catalog.store.absolute(p) for p in paths]))
-            return "shards"
-        files = [str(catalog.store.absolute(p)) for p in paths]
-        file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        return f"read_parquet({file_list}, union_by_name=true)"
 
     def stream(self, sql: str, params: list, batch_rows: int = 1024):
         for batch in self.con.sql(sql, params=params).to_arrow_reader(batch_rows):

@@ -53,8 +53,8 @@ class Dispatcher:
         self.catalog, self.settings, self.metrics = catalog, settings, metrics
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread] = {}
-        self._resume: list[str] = []
-        self._foreign: set[str] = set()  # queued jobs whose spec is not a JobSpec: never ours to run  # failed jobs asked to run again (POST /v1/jobs with their spec)
+        self._resume: list[str] = []  # jobs a crash left running, and failed jobs submitted again (POST /v1/jobs)
+        self._foreign: set[str] = set()  # queued jobs whose spec is not a JobSpec: never ours to run
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

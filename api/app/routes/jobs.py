@@ -97,16 +97,12 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
             return _job_body(catalog, _found(catalog, job_id))
     try:
         job_id = job_id_for(catalog, spec)
-        existing = catalog.get_job(job_id)
-        if existing is None or existing["status"] == "failed":
-            with request.app.state.submit_lock:  # concurrent submits of one new spec: the first creates the job
-                existing = catalog.get_job(job_id)
-                if existing is None or existing["status"] == "failed":
-                    job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
-                else:
-                    job = existing
-        else:
-            job = existing
+        with request.app.state.submit_lock:  # concurrent submits of one new spec: the first creates the job
+            existing = catalog.get_job(job_id)  # the read cache answers while the catalog is unchanged
+            if existing is None or existing["status"] == "failed":
+                job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
+            else:
+                job = existing
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     response.headers["Location"] = f"/v1/jobs/{job['job_id']}"
