@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from storage import Catalog, Store
@@ -183,4 +184,94 @@ def test_sandbox_runs_up_to_sql_workers_queries_at_once(catalog):
         assert len(box.worker_pids()) == 2, "four queries at once should use both workers and no more"
         assert time.monotonic() - start < 120
     finally:
+        box.close()
+
+
+def test_waiting_queries_get_a_worker_first_come_first_served(catalog):
+    """A freed worker goes to the oldest waiting query; with a race for it, one query of a busy service
+    waited 0.3-0.6 s while others that came later went first."""
+    box = Sandbox(catalog, workers=1)
+    done: list[int] = []
+
+    def one(i: int, sql: str) -> None:
+        box.run(sql, time_limit_s=60)
+        done.append(i)
+
+    try:
+        box.run("SELECT 1")  # the worker is up: the order below is the queue's, not the start-up's
+        threads = [threading.Thread(target=one, args=(0, "SELECT count(*) FROM range(300000000) t(i) WHERE i % 7 = 3"))]
+        threads[0].start()
+        deadline = time.monotonic() + 30
+        while box._idle and time.monotonic() < deadline:  # the long query takes the one worker
+            time.sleep(0.005)
+        for i in range(1, 7):
+            threads.append(threading.Thread(target=one, args=(i, f"SELECT {i}")))
+            threads[-1].start()
+            while len(box._waiting) < i and time.monotonic() < deadline:  # query i is queued behind i - 1
+                time.sleep(0.005)
+        assert len(box._waiting) == 6, "the six short queries should all be waiting for the one worker"
+        for t in threads:
+            t.join(60)
+        assert done == list(range(7))
+    finally:
+        box.close()
+
+
+def test_one_catalog_read_brings_every_worker_up_to_date(catalog, shared_datasets, monkeypatch):
+    box = Sandbox(catalog, workers=2)
+    reads = {"n": 0}
+    real = CatalogClass.snapshot_tables
+
+    def counting(self, *args, **kwargs):
+        reads["n"] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CatalogClass, "snapshot_tables", counting)
+    try:
+        box.warm()  # what the service does at start: both workers up before the first query
+        assert len(box.worker_pids()) == 2 and reads["n"] == 1
+        pids = sorted(box.worker_pids())
+        from storage.ingest import ingest
+
+        ingest(catalog, "anli1", shared_datasets / "anli1")  # new files: both workers rebuild their views
+        box.warm()
+        assert reads["n"] == 2, "the second worker should reuse the first one's read of the catalog"
+        catalog.mark_running("j1")  # a table-only change
+        box.warm()
+        assert reads["n"] == 3
+        assert sorted(box.worker_pids()) == pids
+        for _ in range(2):
+            assert box.run("SELECT count(*) FROM examples").rows == [(2000,)]
+            assert box.run("SELECT status FROM jobs").rows == [("running",)]
+    finally:
+        box.close()
+
+
+def test_a_new_file_list_refreshes_the_worker_connection_in_place(catalog, shared_datasets, tmp_path):
+    """The worker keeps its connection, its lock-down and DuckDB's Parquet footer cache across a commit;
+    only a plan with other locked settings opens a new one."""
+    from storage.ingest import ingest
+    from storage.sql import WorkerState
+
+    box = Sandbox(catalog, workers=1)
+    state = WorkerState()
+    try:
+        state.build(box._plan(catalog.snapshot_tables(), catalog.view_files()))
+        con = state.con
+        ingest(catalog, "anli1", shared_datasets / "anli1")
+        assert state.build(box._plan(catalog.snapshot_tables(), catalog.view_files())) == ("ok",)
+        assert state.con is con
+        assert state.query("SELECT count(*) FROM examples", 10, 1 << 20)[0] == "result"
+        assert con.execute("SELECT count(*) FROM examples").fetchall() == [(2000,)]
+        assert con.execute("SELECT value FROM duckdb_settings() WHERE name = 'lock_configuration'").fetchall() == [("true",)]
+        (tmp_path / "outside.csv").write_text("a\n1\n")
+        with pytest.raises(duckdb.PermissionException):
+            state.query(f"SELECT * FROM read_csv('{tmp_path / 'outside.csv'}')", 10, 1 << 20)
+        plan = box._plan(catalog.snapshot_tables(), catalog.view_files())
+        state.build({**plan, "threads": 1})
+        assert state.con is not con
+        assert state.con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
+    finally:
+        if state.con is not None:
+            state.con.close()
         box.close()
