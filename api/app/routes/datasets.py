@@ -65,13 +65,14 @@ def upload_dataset(
     return body
 
 
-@router.get("", dependencies=[Depends(require("read"))])
+@router.get("", response_model=None, dependencies=[Depends(require("read"))])
 def list_datasets(all: bool = False, catalog: Catalog = Depends(get_catalog)) -> list[dict]:
     """One row per (name, split) version; `all=true` includes superseded versions."""
     return [r for r in catalog.datasets() if all or r["active"]]
 
 
-@router.get("/{name}", dependencies=[Depends(require("read"))], responses={404: {"description": "no such dataset"}})
+@router.get("/{name}", response_model=None, dependencies=[Depends(require("read"))],
+            responses={404: {"description": "no such dataset"}})
 def get_dataset(name: str, catalog: Catalog = Depends(get_catalog)) -> dict:
     """The dataset's versions and, per active part, its columns."""
     import pyarrow.parquet as pq

@@ -69,7 +69,7 @@ def _found(catalog: Catalog, job_id: str) -> dict:
     return job
 
 
-@router.post("", status_code=202, dependencies=[Depends(require("submit"))],
+@router.post("", response_model=None, status_code=202, dependencies=[Depends(require("submit"))],
              responses={200: {"description": "the existing job (same Idempotency-Key and body, or the same spec)"},
                         409: {"description": "the Idempotency-Key was used with a different body"},
                         422: {"description": "a bad field (named), an unknown dataset, or a refused template"}})
@@ -115,7 +115,7 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
     return _job_body(catalog, job)
 
 
-@router.get("", dependencies=[Depends(require("read"))])
+@router.get("", response_model=None, dependencies=[Depends(require("read"))])
 def list_jobs(status: str | None = Query(None, description=f"One of {', '.join(JOB_STATES)}."),
               limit: int = Query(50, ge=1, description="Items per page (at most page_limit_max)."),
               after: str | None = Query(None, description="The `next` cursor of the previous page."),
@@ -137,13 +137,13 @@ def list_jobs(status: str | None = Query(None, description=f"One of {', '.join(J
             "next": page[-1]["job_id"] if more and page else None}
 
 
-@router.get("/{job_id}", dependencies=[Depends(require("read"))], responses=_404)
+@router.get("/{job_id}", response_model=None, dependencies=[Depends(require("read"))], responses=_404)
 def get_job(job_id: str, catalog: Catalog = Depends(get_catalog)) -> dict:
     """Status, rows total/done/failed, shards, timings and message."""
     return _job_body(catalog, _found(catalog, job_id), shards=True)
 
 
-@router.post("/{job_id}/cancel", dependencies=[Depends(require("submit"))],
+@router.post("/{job_id}/cancel", response_model=None, dependencies=[Depends(require("submit"))],
              responses={**_404, 409: {"description": "the job already ended"}})
 def cancel_job(job_id: str, catalog: Catalog = Depends(get_catalog), dispatcher=Depends(get_dispatcher)) -> dict:
     """Stop a job: committed shards stay; the job ends `cancelled` (via `cancelling` while its driver stops)."""

@@ -35,7 +35,7 @@ class RetrainRequest(BaseModel):
     force: bool = Field(False, description="Train even when the data snapshot is unchanged.")
 
 
-@router.get("/models", dependencies=[Depends(require("read"))])
+@router.get("/models", response_model=None, dependencies=[Depends(require("read"))])
 def list_models(dataset: str | None = None, catalog: Catalog = Depends(get_catalog)) -> list[dict]:
     """Training runs, newest last; `current` marks the promoted run per (dataset, student)."""
     from student_trainer.registry import list_models as registry_models
@@ -49,7 +49,7 @@ def _retrain_dir(catalog: Catalog):
     return path
 
 
-@router.post("/retrain", status_code=202, dependencies=[Depends(require("submit"))],
+@router.post("/retrain", response_model=None, status_code=202, dependencies=[Depends(require("submit"))],
              responses={200: {"description": "the same retrain is already running"},
                         422: {"description": "a bad TrainConfig field (named)"}})
 def retrain(body: RetrainRequest, request: Request, response: Response,
@@ -79,7 +79,7 @@ def retrain(body: RetrainRequest, request: Request, response: Response,
     return {"retrain_id": retrain_id, "status": "running", "pid": child.pid}
 
 
-@router.get("/retrain/{retrain_id}", dependencies=[Depends(require("read"))],
+@router.get("/retrain/{retrain_id}", response_model=None, dependencies=[Depends(require("read"))],
             responses={404: {"description": "no such retrain"}})
 def retrain_status(retrain_id: str, catalog: Catalog = Depends(get_catalog)) -> dict:
     """running, or the child's outcome (`trained` with the run, `skipped` with the reason, `failed`)."""

@@ -24,7 +24,8 @@ def _row(catalog: Catalog, dataset: str, example_id: str, job_id: str | None) ->
     return row
 
 
-@router.get("/rationales/{dataset}/{example_id}", dependencies=[Depends(require("read"))], responses=_404)
+@router.get("/rationales/{dataset}/{example_id}", response_model=None, dependencies=[Depends(require("read"))],
+            responses=_404)
 def get_rationale(dataset: str, example_id: str, job_id: str | None = None,
                   catalog: Catalog = Depends(get_catalog)) -> dict:
     """The rationale row (newest job unless `job_id`), with `rationale_units`: indices of the marked units."""

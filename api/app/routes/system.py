@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=None)
 def healthz() -> dict:
     return {"status": "ok"}
 
