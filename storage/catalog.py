@@ -1,6 +1,7 @@
 """The DuckDB catalog: an index over the store's Parquet files (which stay the truth).
 
-Tables: datasets, jobs, shards, runs, catalog_state (version counters). The views examples,
+Tables: datasets, jobs, shards, runs, catalog_state (version counters), idempotency_keys (keys
+that found an existing job; a job's own key is its `idempotency_key` column). The views examples,
 rationales and rationale_tokens are not stored: readers build them over the catalog's file lists
 (storage.views). No process keeps catalog.duckdb open: each write is one short transaction
 (`_transaction`), each read a read-only open, so a job driver, a trainer, `salient sql` and the
@@ -65,6 +66,9 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, dataset VARCHAR, student VARCHAR, status VARCHAR,
     path VARCHAR, config JSON, metrics JSON, val_score DOUBLE, snapshot VARCHAR,
     is_current BOOLEAN DEFAULT FALSE, created_at TIMESTAMPTZ, finished_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key VARCHAR PRIMARY KEY, job_id VARCHAR NOT NULL, spec JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -568,15 +572,35 @@ class Catalog:
         row["spec"] = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
         return row
 
-    def find_job_by_idempotency_key(self, key: str) -> dict | None:
-        """The job created with Idempotency-Key `key`, or None. One read of every job's key (kept in the
-        read cache) answers all keys until the catalog changes: a service sees many keys between writes."""
-        def read(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-            return dict(con.execute("SELECT idempotency_key, job_id FROM jobs WHERE idempotency_key IS NOT NULL "
-                                    "ORDER BY created_at").fetchall())  # a key used twice: the newest job
+    def idempotency_key(self, key: str) -> tuple[str, dict] | None:
+        """(job id, request spec) Idempotency-Key `key` was first used with, or None. A key names the job
+        created with it (`create_job(idempotency_key=)`) or the existing job `bind_idempotency_key` bound it
+        to. One read of every key (kept in the read cache) answers all keys until the catalog changes: a
+        service sees many keys between writes."""
+        def read(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+            keys = {k: (job_id, spec) for k, job_id, spec in con.execute(
+                "SELECT idempotency_key, job_id, spec FROM jobs WHERE idempotency_key IS NOT NULL "
+                "ORDER BY created_at").fetchall()}  # a key used twice: the newest job
+            if self._has_table(con, "idempotency_keys"):  # absent from catalogs no newer code has written
+                keys.update((k, (job_id, spec)) for k, job_id, spec in
+                            con.execute("SELECT key, job_id, spec FROM idempotency_keys").fetchall())
+            return keys
 
-        job_id = self._cached(("idempotency keys",), read).get(key)
-        return self.get_job(job_id) if job_id else None
+        found = self._cached(("idempotency keys",), read).get(key)
+        if found is None:
+            return None
+        job_id, spec = found
+        return job_id, json.loads(spec) if isinstance(spec, str) else spec
+
+    def bind_idempotency_key(self, key: str, job_id: str, spec: dict) -> tuple[str, dict]:
+        """Bind `key` to the existing job `job_id` for the request `spec` (a submit whose spec named a job
+        that another key, or none, created). Returns the key's (job id, spec): an earlier binding wins."""
+        with self._transaction() as con:
+            bound = self.idempotency_key(key)
+            if bound is not None:
+                return bound
+            con.execute("INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)", [key, job_id, json.dumps(spec), _now()])
+            return job_id, spec
 
     def jobs(self, status: str | None = None) -> list[dict]:
         sql = "SELECT job_id, dataset, split, status, total_rows, done_rows, error_rows, shards_total, shards_done, message, created_at, finished_at FROM jobs"

@@ -99,6 +99,12 @@ def test_upload_submit_events_sql_and_view(service, sub, teacher, tmp_path):
     assert replay.status_code == 200 and replay.json()["job_id"] == job_id
     clash = sub.post("/v1/jobs", json=spec("toy", teacher, k=4), headers={"Idempotency-Key": key})
     assert clash.status_code == 409 and key in clash.json()["detail"]
+    # a new key whose body names the same job gets that job, and is bound to it: a different body is 409
+    other = str(uuid.uuid4())
+    found = sub.post("/v1/jobs", json=spec("toy", teacher), headers={"Idempotency-Key": other})
+    assert found.status_code == 200 and found.json()["job_id"] == job_id
+    clash = sub.post("/v1/jobs", json=spec("toy", teacher, k=4), headers={"Idempotency-Key": other})
+    assert clash.status_code == 409 and other in clash.json()["detail"]
     assert [j["job_id"] for j in sub.get("/v1/jobs").json()["items"]] == [job_id]
 
     # SQL formats

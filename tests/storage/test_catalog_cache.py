@@ -275,3 +275,16 @@ def test_a_new_file_list_refreshes_the_worker_connection_in_place(catalog, share
         if state.con is not None:
             state.con.close()
         box.close()
+
+
+def test_an_idempotency_key_bound_to_an_existing_job_outlives_the_process(catalog):
+    """A key that found a job another key created names that job for good, with the body it came with."""
+    assert catalog.idempotency_key("k1") is None
+    assert catalog.bind_idempotency_key("k1", "j1", {"k": 3}) == ("j1", {"k": 3})
+    assert catalog.bind_idempotency_key("k1", "j2", {"k": 4}) == ("j1", {"k": 3})  # the first binding wins
+    catalog.create_job("j3", dataset="d", split="test", spec={"k": 5}, total_rows=1, shards_total=1,
+                       idempotency_key="k3")
+    with Catalog.open(Store.open(catalog.store.root)) as fresh:  # another process, or a restart
+        assert fresh.idempotency_key("k1") == ("j1", {"k": 3})
+        assert fresh.idempotency_key("k3") == ("j3", {"k": 5})
+        assert fresh.idempotency_key("k2") is None

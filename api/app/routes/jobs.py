@@ -69,6 +69,17 @@ def _found(catalog: Catalog, job_id: str) -> dict:
     return job
 
 
+def _replay(catalog: Catalog, key: str, bound: tuple[str, dict], body: dict, response: Response) -> dict:
+    """The answer to a key already used: its job (200), or 409 when this body differs from the first."""
+    job_id, stored = bound
+    if stored != _comparable(body):
+        raise HTTPException(409, f"Idempotency-Key {key!r} was used for job {job_id} "
+                                 "with a different body: use a new key for a different job")
+    response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return _job_body(catalog, _found(catalog, job_id))
+
+
 @router.post("", response_model=None, status_code=202, dependencies=[Depends(require("submit"))],
              responses={200: {"description": "the existing job (same Idempotency-Key and body, or the same spec)"},
                         409: {"description": "the Idempotency-Key was used with a different body"},
@@ -80,21 +91,15 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
 
     _validate(spec)
     body = spec.model_dump()
+    known = request.app.state.idempotency_keys
     if idempotency_key:
         # A key names one job for good: its (job id, spec) is cached after the first catalog lookup.
-        known = request.app.state.idempotency_keys
         if idempotency_key not in known:
-            previous = catalog.find_job_by_idempotency_key(idempotency_key)
+            previous = catalog.idempotency_key(idempotency_key)
             if previous is not None:
-                known[idempotency_key] = (previous["job_id"], _comparable(previous["spec"]))
+                known[idempotency_key] = (previous[0], _comparable(previous[1]))
         if idempotency_key in known:
-            job_id, stored = known[idempotency_key]
-            if stored != _comparable(body):
-                raise HTTPException(409, f"Idempotency-Key {idempotency_key!r} was used for job {job_id} "
-                                         "with a different body: use a new key for a different job")
-            response.status_code = 200
-            response.headers["Location"] = f"/v1/jobs/{job_id}"
-            return _job_body(catalog, _found(catalog, job_id))
+            return _replay(catalog, idempotency_key, known[idempotency_key], body, response)
     try:
         job_id = job_id_for(catalog, spec)
         with request.app.state.submit_lock:  # concurrent submits of one new spec: the first creates the job
@@ -103,6 +108,12 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
                 job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
             else:
                 job = existing
+            if idempotency_key and job.get("idempotency_key") != idempotency_key:
+                # the spec named a job another key (or none) created: the key now names that job, for good
+                bound = catalog.bind_idempotency_key(idempotency_key, job["job_id"], body)
+                known[idempotency_key] = (bound[0], _comparable(bound[1]))
+                if bound[0] != job["job_id"]:  # another process bound the key first
+                    return _replay(catalog, idempotency_key, known[idempotency_key], body, response)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     response.headers["Location"] = f"/v1/jobs/{job['job_id']}"
