@@ -336,11 +336,14 @@ class Catalog:
         self._schema_ok = True
 
     @contextmanager
-    def _transaction(self, *, files_changed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(self, *, files_changed: bool = False,
+                     visible_to_sql: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """One short write transaction: BEGIN, yield the connection, COMMIT (ROLLBACK on error), close.
 
         Bumps the catalog's version (and generation when `files_changed`: a view's file list changed),
-        which readers such as the SQL sandbox compare to decide what to re-read.
+        which readers such as the SQL sandbox compare to decide what to re-read; a write only to tables
+        the sandbox does not copy passes `visible_to_sql=False` and bumps nothing. (This process's read
+        cache follows the file itself, whatever the counters say.)
         """
         active = getattr(self._local, "con", None)
         if active is not None:
@@ -361,9 +364,10 @@ class Catalog:
                 try:
                     yield con
                     bump = ["version"] + (["generation"] if self._local.files_changed else [])
-                    con.execute("INSERT OR IGNORE INTO catalog_state VALUES ('version', 0), ('generation', 0)")
-                    con.execute("UPDATE catalog_state SET value = value + 1 WHERE name IN "
-                                f"({', '.join(repr(b) for b in bump)})")
+                    if visible_to_sql or self._local.files_changed:
+                        con.execute("INSERT OR IGNORE INTO catalog_state VALUES ('version', 0), ('generation', 0)")
+                        con.execute("UPDATE catalog_state SET value = value + 1 WHERE name IN "
+                                    f"({', '.join(repr(b) for b in bump)})")
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -592,15 +596,24 @@ class Catalog:
         job_id, spec = found
         return job_id, json.loads(spec) if isinstance(spec, str) else spec
 
-    def bind_idempotency_key(self, key: str, job_id: str, spec: dict) -> tuple[str, dict]:
-        """Bind `key` to the existing job `job_id` for the request `spec` (a submit whose spec named a job
-        that another key, or none, created). Returns the key's (job id, spec): an earlier binding wins."""
-        with self._transaction() as con:
-            bound = self.idempotency_key(key)
-            if bound is not None:
-                return bound
-            con.execute("INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)", [key, job_id, json.dumps(spec), _now()])
-            return job_id, spec
+    def bind_idempotency_keys(self, bindings: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
+        """Bind each key to an existing job for a request spec, `{key: (job id, spec)}` (a submit whose
+        spec named a job that another key, or none, created), in one write. Returns every key's (job id,
+        spec): an earlier binding wins. The SQL sandbox does not copy this table, so its readers are not
+        told to refresh (`visible_to_sql=False`)."""
+        keys = list(bindings)
+        with self._transaction(visible_to_sql=False) as con:
+            bound = {k: (job_id, spec) for k, job_id, spec in con.execute(
+                "SELECT key, job_id, spec FROM idempotency_keys WHERE key IN (SELECT unnest(?)) UNION ALL "
+                "SELECT idempotency_key, job_id, spec FROM jobs WHERE idempotency_key IN (SELECT unnest(?))",
+                [keys, keys]).fetchall()}
+            now = _now()
+            new = [(k, job_id, json.dumps(spec), now) for k, (job_id, spec) in bindings.items() if k not in bound]
+            if new:
+                con.executemany("INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)", new)
+        result = {k: (job_id, json.loads(spec) if isinstance(spec, str) else spec) for k, (job_id, spec) in bound.items()}
+        result.update((k, binding) for k, binding in bindings.items() if k not in bound)
+        return result
 
     def jobs(self, status: str | None = None) -> list[dict]:
         sql = "SELECT job_id, dataset, split, status, total_rows, done_rows, error_rows, shards_total, shards_done, message, created_at, finished_at FROM jobs"

@@ -52,9 +52,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         from storage import Catalog, Store
 
         from .dispatcher import Dispatcher
+        from .idempotency import KeyBinder
 
         catalog = Catalog.open(Store.open(settings.store))
         app.state.catalog = catalog
+        app.state.key_binder = KeyBinder(catalog).start()
         dispatcher = Dispatcher(catalog, settings, app.state.metrics)
         app.state.dispatcher = dispatcher
         try:
@@ -68,6 +70,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             dispatcher.stop()
+            app.state.key_binder.stop()
             catalog.close()
 
     app = FastAPI(title="salient", version="1", description=API_DESCRIPTION, lifespan=lifespan)

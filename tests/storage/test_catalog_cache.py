@@ -280,11 +280,17 @@ def test_a_new_file_list_refreshes_the_worker_connection_in_place(catalog, share
 def test_an_idempotency_key_bound_to_an_existing_job_outlives_the_process(catalog):
     """A key that found a job another key created names that job for good, with the body it came with."""
     assert catalog.idempotency_key("k1") is None
-    assert catalog.bind_idempotency_key("k1", "j1", {"k": 3}) == ("j1", {"k": 3})
-    assert catalog.bind_idempotency_key("k1", "j2", {"k": 4}) == ("j1", {"k": 3})  # the first binding wins
+    state = catalog.state()
+    assert catalog.bind_idempotency_keys({"k1": ("j1", {"k": 3})}) == {"k1": ("j1", {"k": 3})}
+    assert catalog.state() == state, "the SQL sandbox does not copy idempotency_keys: nothing to refresh"
     catalog.create_job("j3", dataset="d", split="test", spec={"k": 5}, total_rows=1, shards_total=1,
                        idempotency_key="k3")
+    # in one write: the first binding wins, a job's own key stays its own, a new key is stored
+    assert catalog.bind_idempotency_keys({"k1": ("j2", {"k": 4}), "k3": ("j1", {"k": 6}), "k4": ("j3", {"k": 5})}) == \
+        {"k1": ("j1", {"k": 3}), "k3": ("j3", {"k": 5}), "k4": ("j3", {"k": 5})}
     with Catalog.open(Store.open(catalog.store.root)) as fresh:  # another process, or a restart
         assert fresh.idempotency_key("k1") == ("j1", {"k": 3})
         assert fresh.idempotency_key("k3") == ("j3", {"k": 5})
+        assert fresh.idempotency_key("k4") == ("j3", {"k": 5})
         assert fresh.idempotency_key("k2") is None
+

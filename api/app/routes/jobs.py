@@ -108,14 +108,14 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
                 job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
             else:
                 job = existing
-            if idempotency_key and job.get("idempotency_key") != idempotency_key:
-                # the spec named a job another key (or none) created: the key now names that job, for good
-                bound = catalog.bind_idempotency_key(idempotency_key, job["job_id"], body)
-                known[idempotency_key] = (bound[0], _comparable(bound[1]))
-                if bound[0] != job["job_id"]:  # another process bound the key first
-                    return _replay(catalog, idempotency_key, known[idempotency_key], body, response)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    if idempotency_key and job.get("idempotency_key") != idempotency_key:
+        # the spec named a job another key (or none) created: the key now names that job, for good
+        bound = known.setdefault(idempotency_key, (job["job_id"], _comparable(body)))
+        if bound != (job["job_id"], _comparable(body)):  # a concurrent request bound the key first
+            return _replay(catalog, idempotency_key, bound, body, response)
+        request.app.state.key_binder.bind(idempotency_key, job["job_id"], body)
     response.headers["Location"] = f"/v1/jobs/{job['job_id']}"
     if existing is None:
         dispatcher.wake()
