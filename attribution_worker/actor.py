@@ -7,7 +7,8 @@ The actor loads the teacher once (`AttributionEngine`) and turns each shard's da
 RATIONALE_SCHEMA Arrow table with provenance filled in. It never touches the catalog or the store:
 the driver writes and commits shards (one writer, STYLE.md 5). With a GPU reserved, Ray sets
 CUDA_VISIBLE_DEVICES to that one GPU, so the actor's device is always cuda:0; on CPU the torch
-thread count follows the CPUs the actor reserved.
+thread count follows the CPUs the actor reserved. `nice` (setting actor_nice) lowers the actor's CPU
+priority, so a REST service or driver on the same machine stays responsive while it works.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import ray
 
 
 class _TeacherActor:
-    def __init__(self, config: dict, num_threads: int | None = None):
+    def __init__(self, config: dict, num_threads: int | None = None, nice: int = 0):
+        if nice > 0:  # before the teacher loads: that is the CPU-heavy start
+            os.nice(nice)
         import torch
 
         from .engine import AttributionConfig, AttributionEngine
@@ -31,6 +34,9 @@ class _TeacherActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def niceness(self) -> int:
+        return os.nice(0)
 
     def cpu_seconds(self) -> float:
         """CPU time this actor process has used (all threads): for overhead measurements."""

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 from storage.settings import SETTINGS, Setting, get_setting
 
 # The job settings live in the one registry (storage.settings.SETTINGS); these are their names.
-JOB_SETTING_NAMES = ("shard_size", "actors", "num_cpus_per_actor", "max_in_flight_per_actor", "max_retries",
-                     "poll_interval_s", "actor_start_timeout_s", "driver_start_timeout_s")
+JOB_SETTING_NAMES = ("shard_size", "actors", "actor_nice", "num_cpus_per_actor", "max_in_flight_per_actor",
+                     "max_retries", "poll_interval_s", "actor_start_timeout_s", "driver_start_timeout_s")
 JOB_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.name in JOB_SETTING_NAMES)
 
 

@@ -209,7 +209,8 @@ class _Runner:
     def _new_actor(self):
         from .actor import TeacherActor
 
-        return TeacherActor.options(**self.options).remote(self.config, num_threads=self.options.get("num_cpus"))
+        return TeacherActor.options(**self.options).remote(self.config, num_threads=self.options.get("num_cpus"),
+                                                           nice=int(job_setting("actor_nice")))
 
     def start_actors(self) -> list[str]:
         import ray

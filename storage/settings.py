@@ -77,6 +77,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Rows per shard: the unit of dispatch, retry, commit and resume."),
     Setting("actors", 0,
             "TeacherActors in the pool; 0 means one per GPU in the cluster, or one on a CPU-only cluster.", allow_zero=True),
+    Setting("actor_nice", 10,
+            "Niceness added to each TeacherActor process (0 keeps the priority): attribution is batch work, so on "
+            "a machine it shares with the REST service or a driver, they answer first.", allow_zero=True),
     Setting("num_cpus_per_actor", 1.0,
             "CPUs each CPU actor reserves (also its torch thread count); ignored for GPU actors."),
     Setting("max_in_flight_per_actor", 2,

@@ -120,6 +120,23 @@ def test_killed_actor_is_replaced_and_its_shards_retried(ray_local, catalog, tea
     assert (job["done_rows"], job["shards_done"]) == (300, 12)
 
 
+def test_actors_run_at_lower_cpu_priority(ray_local, catalog, teacher, make_examples):
+    """actor_nice (default 10): attribution yields the CPU to a service or driver on the same machine."""
+    from attribution_worker.jobs import run_job
+
+    rows = make_rows(50, make_examples)
+    register(catalog, rows)
+    seen = []
+
+    def niceness(event):
+        if event["kind"] == "shard" and not seen:
+            seen.append((ray.get(event["actors"][0].niceness.remote()), ray.get(event["actors"][0].pid.remote())))
+
+    assert run_job(catalog, spec_for(teacher, shard_size=25), progress=niceness)["status"] == "succeeded"
+    (nice, pid), = seen
+    assert nice >= min(19, os.nice(0) + 10), f"actor {pid} runs at niceness {nice}"
+
+
 def test_retries_exhausted_fail_the_job_naming_the_shard(ray_local, catalog, teacher, make_examples):
     from attribution_worker.jobs import JobFailed, job_id_for, run_job
 

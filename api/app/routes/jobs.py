@@ -102,12 +102,17 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
             return _replay(catalog, idempotency_key, known[idempotency_key], body, response)
     try:
         job_id = job_id_for(catalog, spec)
-        with request.app.state.submit_lock:  # concurrent submits of one new spec: the first creates the job
-            existing = catalog.get_job(job_id)  # the read cache answers while the catalog is unchanged
-            if existing is None or existing["status"] == "failed":
-                job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
-            else:
-                job = existing
+        job = existing = catalog.get_job(job_id)  # the read cache answers while the catalog is unchanged
+        if existing is None or existing["status"] == "failed":
+            # Creating takes the lock and looks again: concurrent submits of one new spec create it once.
+            # Finding an existing job does not: at 32 clients, submits that waited on one another's reads
+            # here were the slowest requests while the catalog changed (every read then opens the file).
+            with request.app.state.submit_lock:
+                existing = catalog.get_job(job_id)
+                if existing is None or existing["status"] == "failed":
+                    job, _, _ = prepare_job(catalog, spec, None, idempotency_key=idempotency_key)
+                else:
+                    job = existing
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if idempotency_key and job.get("idempotency_key") != idempotency_key:
