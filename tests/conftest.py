@@ -33,6 +33,24 @@ def catalog(store):
     cat.close()
 
 
+@pytest.fixture
+def catalog_opens(monkeypatch):
+    """Counts the attaches of catalog.duckdb: "n" all of them (one per read that missed the read cache,
+    one per write), "writes" the writable ones."""
+    from storage.catalog import Catalog
+
+    counter = {"n": 0, "writes": 0}
+    real = Catalog._connect
+
+    def counting(self, read_only):
+        counter["n"] += 1
+        counter["writes"] += not read_only
+        return real(self, read_only)
+
+    monkeypatch.setattr(Catalog, "_connect", counting)
+    return counter
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests skip cleanly without CUDA (torchtune's gpu_test)."""
     try:

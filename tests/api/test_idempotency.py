@@ -11,40 +11,25 @@ from storage.catalog import Catalog as CatalogClass
 
 
 @pytest.fixture
-def catalog(tmp_path):
-    cat = Catalog.open(Store.open(tmp_path / "store"))
-    cat.create_job("j1", dataset="d", split="test", spec={}, total_rows=1, shards_total=1)
-    return cat
+def job(catalog) -> str:
+    """A job in the catalog for keys to name."""
+    return catalog.create_job("j1", dataset="d", split="test", spec={}, total_rows=1, shards_total=1)["job_id"]
 
 
-@pytest.fixture
-def writes(monkeypatch):
-    """Counts the writable attaches of catalog.duckdb."""
-    counter = {"n": 0}
-    real = CatalogClass._connect
-
-    def counting(self, read_only):
-        counter["n"] += not read_only
-        return real(self, read_only)
-
-    monkeypatch.setattr(CatalogClass, "_connect", counting)
-    return counter
-
-
-def test_bindings_are_written_behind_many_to_a_write(catalog, writes):
+def test_bindings_are_written_behind_many_to_a_write(catalog, job, catalog_opens):
     binder = KeyBinder(catalog)  # not started: flush() is the writer thread's step, run here by hand
     for i in range(16):
         binder.bind(f"k{i}", "j1", {"i": i})
     binder.bind("k3", "j9", {"i": 99})  # the first binding of a key wins, here too
-    n = writes["n"]
+    n = catalog_opens["writes"]
     binder.flush()
-    assert writes["n"] - n == 1, "sixteen pending keys should take one catalog write"
+    assert catalog_opens["writes"] - n == 1, "sixteen pending keys should take one catalog write"
     with Catalog.open(Store.open(catalog.store.root)) as fresh:  # another process, or a restart
         assert fresh.idempotency_key("k3") == ("j1", {"i": 3})
         assert fresh.idempotency_key("k15") == ("j1", {"i": 15})
 
 
-def test_the_writer_thread_stores_bindings_and_stop_writes_the_rest(catalog):
+def test_the_writer_thread_stores_bindings_and_stop_writes_the_rest(catalog, job):
     binder = KeyBinder(catalog).start()
     binder.bind("a", "j1", {"x": 1})
     deadline = time.monotonic() + 30
@@ -56,7 +41,7 @@ def test_the_writer_thread_stores_bindings_and_stop_writes_the_rest(catalog):
     assert catalog.idempotency_key("b") == ("j1", {"x": 2})
 
 
-def test_a_failed_write_keeps_the_bindings_for_the_next_one(catalog, monkeypatch):
+def test_a_failed_write_keeps_the_bindings_for_the_next_one(catalog, job, monkeypatch):
     binder = KeyBinder(catalog)
     binder.bind("a", "j1", {"x": 1})
     real = CatalogClass.bind_idempotency_keys

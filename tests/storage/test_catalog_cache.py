@@ -43,28 +43,14 @@ def catalog(tmp_path):
     return cat
 
 
-@pytest.fixture
-def opens(monkeypatch):
-    """Counts the attaches of catalog.duckdb (one per read that missed the cache, one per write)."""
-    counter = {"n": 0}
-    real = CatalogClass._connect
-
-    def counting(self, read_only):
-        counter["n"] += 1
-        return real(self, read_only)
-
-    monkeypatch.setattr(CatalogClass, "_connect", counting)
-    return counter
-
-
-def test_an_unchanged_catalog_is_read_once(catalog, opens):
+def test_an_unchanged_catalog_is_read_once(catalog, catalog_opens):
     first = catalog.get_job("j1")
-    n = opens["n"]
+    n = catalog_opens["n"]
     for _ in range(20):
         assert catalog.get_job("j1") == first
         assert catalog.state() == catalog.state()
     catalog.state()
-    assert opens["n"] <= n + 1  # the state's first read; get_job never opened the file again
+    assert catalog_opens["n"] <= n + 1  # the state's first read; get_job never opened the file again
 
 
 def test_returned_rows_are_copies(catalog):
@@ -80,7 +66,7 @@ def test_own_writes_are_seen_by_the_next_read(catalog):
     assert catalog.get_job("j1")["done_rows"] == 5
 
 
-def test_every_commit_of_another_process_is_seen_by_the_next_read(catalog, opens):
+def test_every_commit_of_another_process_is_seen_by_the_next_read(catalog, catalog_opens):
     """A writer process commits shard after shard as fast as it can; after each, this process reads."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(catalog.store.root)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=_env())
@@ -98,7 +84,7 @@ def test_every_commit_of_another_process_is_seen_by_the_next_read(catalog, opens
         proc.stdin.close()
         proc.wait(timeout=60)
     assert proc.returncode == 0
-    assert opens["n"] < 40 * 3, "every read opened the file: the cache is not used"
+    assert catalog_opens["n"] < 40 * 3, "every read opened the file: the cache is not used"
 
 
 def test_a_replaced_or_damaged_file_is_not_served_from_the_cache(catalog):
@@ -132,14 +118,14 @@ def test_cached_reads_keep_the_lock_of_a_transaction_in_progress(catalog):
     assert catalog.get_job("j1")["message"] == "in progress"
 
 
-def test_cache_off_with_zero_entries(tmp_path, monkeypatch, opens):
+def test_cache_off_with_zero_entries(tmp_path, monkeypatch, catalog_opens):
     monkeypatch.setenv("SALIENT_CATALOG_READ_CACHE_ENTRIES", "0")
     cat = Catalog.open(Store.open(tmp_path / "nocache"))
     cat.create_job("j1", dataset="d", split="test", spec={}, total_rows=1, shards_total=1)
-    n = opens["n"]
+    n = catalog_opens["n"]
     for _ in range(5):
         cat.get_job("j1")
-    assert opens["n"] == n + 5
+    assert catalog_opens["n"] == n + 5
 
 
 # ------------------------------------------------------------------ the SQL sandbox's workers
