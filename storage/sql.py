@@ -278,8 +278,7 @@ class WorkerState:
         if kind == "build":
             return self.build(request[1])
         if kind == "replace":
-            for name, data in request[1].items():
-                _copy_table(self.con, name, _from_ipc(data), replace=True)
+            self._replace_tables(request[1])
             return ("ok",)
         if kind == "query":
             return self.query(*request[1:])
@@ -292,8 +291,7 @@ class WorkerState:
         stay. A new connection per commit cost each worker 50-80 ms of a busy machine, during which
         every query waited."""
         if self.con is not None and self.locked == self._lock_key(plan):
-            for name, data in plan["tables"].items():
-                _copy_table(self.con, name, _from_ipc(data), replace=True)
+            self._replace_tables(plan["tables"])
             create_views(self.con, *plan["files"])
             return ("ok",)
         if self.con is not None:
@@ -315,6 +313,11 @@ class WorkerState:
         self.locked = self._lock_key(plan)
         self.registered = is_remote(plan["root"])
         return ("ok",)
+
+    def _replace_tables(self, tables: dict[str, bytes]) -> None:
+        """CREATE OR REPLACE each catalog table from its Arrow IPC bytes."""
+        for name, data in tables.items():
+            _copy_table(self.con, name, _from_ipc(data), replace=True)
 
     @staticmethod
     def _lock_key(plan: dict) -> tuple:

@@ -69,10 +69,11 @@ def _found(catalog: Catalog, job_id: str) -> dict:
     return job
 
 
-def _replay(catalog: Catalog, key: str, bound: tuple[str, dict], body: dict, response: Response) -> dict:
-    """The answer to a key already used: its job (200), or 409 when this body differs from the first."""
+def _replay(catalog: Catalog, key: str, bound: tuple[str, dict], mine: dict, response: Response) -> dict:
+    """The answer to a key already used: its job (200), or 409 when this body (`mine`, as _comparable gives it)
+    differs from the first."""
     job_id, stored = bound
-    if stored != _comparable(body):
+    if stored != mine:
         raise HTTPException(409, f"Idempotency-Key {key!r} was used for job {job_id} "
                                  "with a different body: use a new key for a different job")
     response.status_code = 200
@@ -91,6 +92,7 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
 
     _validate(spec)
     body = spec.model_dump()
+    mine = _comparable(body)
     known = request.app.state.idempotency_keys
     if idempotency_key:
         # A key names one job for good: its (job id, spec) is cached after the first catalog lookup.
@@ -99,7 +101,7 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
             if previous is not None:
                 known[idempotency_key] = (previous[0], _comparable(previous[1]))
         if idempotency_key in known:
-            return _replay(catalog, idempotency_key, known[idempotency_key], body, response)
+            return _replay(catalog, idempotency_key, known[idempotency_key], mine, response)
     try:
         job_id = job_id_for(catalog, spec)
         job = existing = catalog.get_job(job_id)  # the read cache answers while the catalog is unchanged
@@ -117,9 +119,9 @@ def submit_job(spec: JobSpec, response: Response, request: Request,
         raise HTTPException(422, str(exc)) from None
     if idempotency_key and job.get("idempotency_key") != idempotency_key:
         # the spec named a job another key (or none) created: the key now names that job, for good
-        bound = known.setdefault(idempotency_key, (job["job_id"], _comparable(body)))
-        if bound != (job["job_id"], _comparable(body)):  # a concurrent request bound the key first
-            return _replay(catalog, idempotency_key, bound, body, response)
+        bound = known.setdefault(idempotency_key, (job["job_id"], mine))
+        if bound != (job["job_id"], mine):  # a concurrent request bound the key first
+            return _replay(catalog, idempotency_key, bound, mine, response)
         request.app.state.key_binder.bind(idempotency_key, job["job_id"], body)
     response.headers["Location"] = f"/v1/jobs/{job['job_id']}"
     if existing is None:
