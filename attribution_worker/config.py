@@ -29,6 +29,8 @@ class AttributionConfig(BaseModel):
     """teacher: explain the teacher's own answer; gold: explain the dataset's target."""
     template: str | None = None
     """Prompt template: cqa | svamp | nli | generic, or a literal with {input}; None follows the dataset's ingest format (generic for the bare engine)."""
+    scaffolding: str | None = None
+    """Labels ingest put inside the input that are never scored: cqa | nli | none; None follows the template (jobs: the dataset's format)."""
     token_budget: int = 4096
     """Max padded tokens per forward/backward pass (rows x longest row, IG steps included): bounds memory."""
     max_new_tokens: int = 32
@@ -75,6 +77,11 @@ class AttributionConfig(BaseModel):
             from .templates import resolve_template
 
             resolve_template(self.template)  # raises naming the template
+        if self.scaffolding is not None:
+            from .templates import SCAFFOLDING
+
+            if self.scaffolding != "none" and self.scaffolding not in SCAFFOLDING:
+                bad("scaffolding", f"{self.scaffolding!r} is not one of {', '.join(sorted(SCAFFOLDING))}, none")
         for name in ("token_budget", "max_new_tokens", "n_steps", "ig_max_steps", "ig_steps_per_pass", "max_input_tokens"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -69,7 +69,7 @@ class AttributionEngine:
 
     def __init__(self, config: AttributionConfig, teacher: Teacher | None = None):
         self.config = config
-        self.template: Template = resolve_template(config.template or "generic")
+        self.template: Template = resolve_template(config.template or "generic", config.scaffolding)
         self.teacher = teacher or load_teacher(
             config.teacher, device=config.device, dtype=config.dtype, max_input_tokens=config.max_input_tokens)
         self.teacher_name = config.teacher

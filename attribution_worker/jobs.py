@@ -30,7 +30,7 @@ from storage import Catalog, write_shard
 from .cluster import actor_options, cluster_gpus, connect, job_setting
 from .rows import DatasetRows, dataset_format
 from .spec import RUNTIME_FIELDS, JobSpec  # noqa: F401  (JobSpec is re-exported: jobs.JobSpec)
-from .templates import template_for_format
+from .templates import scaffolding_for_format, template_for_format
 
 
 class JobFailed(RuntimeError):
@@ -133,8 +133,10 @@ def prepare_job(catalog: Catalog, spec: JobSpec, job_id: str | None = None, *,
 
 
 def engine_config(catalog: Catalog, spec: JobSpec) -> dict:
-    """The AttributionConfig dict an executor loads: the template follows the dataset's format unless set."""
-    return spec.engine_config(template_for_format(dataset_format(catalog, spec.dataset)))
+    """The AttributionConfig dict an executor loads: template and scaffolding follow the dataset's format unless
+    set."""
+    fmt = dataset_format(catalog, spec.dataset)
+    return spec.engine_config(template_for_format(fmt), scaffolding_for_format(fmt))
 
 
 def run_job(catalog: Catalog, spec: JobSpec, *, job_id: str | None = None,

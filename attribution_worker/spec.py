@@ -92,12 +92,17 @@ class JobSpec(BaseModel):
         return {k: v for k, v in self.model_dump().items() if k not in RUNTIME_FIELDS}
 
     def default_job_id(self) -> str:
-        key = json.dumps(self.output_fields(), sort_keys=True, default=str)
+        fields = self.output_fields()
+        if fields["engine"].get("scaffolding") is None:  # left at its default: ids from before the field stay
+            fields["engine"].pop("scaffolding", None)
+        key = json.dumps(fields, sort_keys=True, default=str)
         return f"job-{self.dataset}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
-    def engine_config(self, template: str) -> dict:
-        """The AttributionConfig fields for an executor, the template resolved (device chosen by the executor)."""
-        return self.engine.model_copy(update={"template": self.engine.template or template}).model_dump()
+    def engine_config(self, template: str, scaffolding: str | None = None) -> dict:
+        """The AttributionConfig fields for an executor, template and scaffolding resolved (device chosen by the
+        executor)."""
+        update = {"template": self.engine.template or template, "scaffolding": self.engine.scaffolding or scaffolding}
+        return self.engine.model_copy(update=update).model_dump()
 
     @classmethod
     def from_stored(cls, stored: dict) -> "JobSpec":

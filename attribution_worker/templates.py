@@ -18,7 +18,7 @@ the choice texts) stays attributable.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TEMPLATES: dict[str, str] = {
     "generic": "{input}",
@@ -71,13 +71,27 @@ class Template:
                       for p in self.scaffolding for m in re.finditer(p, region) if m.end() > m.start())
 
 
-def resolve_template(name_or_text: str) -> Template:
+def resolve_template(name_or_text: str, scaffolding: str | None = None) -> Template:
     """A Template from a name in TEMPLATES or a literal string with the field `{input}` exactly once.
+
+    scaffolding: the key of SCAFFOLDING whose patterns apply (`none`: no scaffolding). None: the template's
+    own entry (a named template in SCAFFOLDING; none for generic and literal templates). The scaffolding is a
+    property of what ingest put inside the input, so a teacher that reads the bare input (generic) of an NLI
+    dataset still sets `nli`.
 
     Literal templates go through `storage.templates.check_template`: plain `{field}` substitution
     only (`{{` / `}}` for literal braces), so attribute or index lookups, conversions and format
     specs (`{input.__class__}`, `{x[0]}`, `{x!r}`) are refused with a message saying what is allowed.
     """
+    template = _template(name_or_text)
+    if scaffolding is None:
+        return template
+    if scaffolding != "none" and scaffolding not in SCAFFOLDING:
+        raise ValueError(f"scaffolding={scaffolding!r}: use one of {', '.join(sorted(SCAFFOLDING))} or none")
+    return replace(template, scaffolding=SCAFFOLDING.get(scaffolding, ()))
+
+
+def _template(name_or_text: str) -> Template:
     from storage.templates import TemplateError, check_template
 
     if name_or_text in TEMPLATES:
@@ -98,3 +112,9 @@ def resolve_template(name_or_text: str) -> Template:
 def template_for_format(fmt: str | None) -> str:
     """The template name for a dataset format recorded at ingest (unknown formats -> generic)."""
     return FORMAT_TEMPLATES.get((fmt or "").lower(), "generic")
+
+
+def scaffolding_for_format(fmt: str | None) -> str:
+    """The SCAFFOLDING key for a dataset format recorded at ingest (`none` for formats without labels in the input)."""
+    name = template_for_format(fmt)
+    return name if name in SCAFFOLDING else "none"

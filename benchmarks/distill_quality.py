@@ -22,6 +22,11 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     rows disjoint from the student's; rationales by saliency, top `--k` words. SVAMP: the teacher is a
     BERT2BERT encoder-decoder warm-started from two MiniLM copies and fine-tuned to write the equation;
     every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms).
+Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
+rationale_kd, teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
+student on the PaLM chain of thought), palm_tag / palm_tag_kd (the extractive student on the PaLM chain of
+thought projected onto the input's content words: the like-for-like PaLM comparison for the teacher's
+rationales; see palm_projection).
 Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
 """
 from __future__ import annotations
@@ -226,7 +231,9 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
         cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
 
 
-ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "comprehensive", "palm")
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "comprehensive", "palm", "palm_tag",
+        "palm_tag_kd")
+PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
 KD_ARMS = ("kd", "rationale_kd")
 
 
@@ -249,6 +256,10 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
                             f"rationales, training rows where teacher_correct (a={a})"),
         "comprehensive": (dict(label_weight=a, dataset=f"{name}-comp"),
                           f"rationales, training rows with comprehensiveness >= q{args.comp_quantile:g} (a={a})"),
+        "palm_tag": (dict(label_weight=a, dataset=f"{name}-palmtag"),
+                     f"{student}, PaLM CoT rationales projected onto the input's content words (a={a})"),
+        "palm_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-palmtag"),
+                        f"PaLM projected rationales + KD (a={a}, w={w})"),
     }
     out, metrics = [], {}
     for arm, (over, label) in plans.items():
@@ -319,7 +330,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                                    word_dropout=args.word_dropout, seed=0)
         log(f"  teacher fine-tuned in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
-    engines = teacher_engines(path, args)
+    engines = teacher_engines(path, args, fmt)
     rows = {}
     for s, exs in splits.items():
         ex_in = [{**e, "target": teacher_target(e), "choices": None} for e in exs]
@@ -342,13 +353,17 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     return train_arms(cat, name, args, palm=palm, log=log)
 
 
-def teacher_engines(path: Path, args) -> dict:
+def teacher_engines(path: Path, args, fmt: str) -> dict:
     """split -> AttributionEngine; the training split's computes ERASER faithfulness when the `comprehensive`
-    arm needs it (only there: it costs ~10 teacher forwards per row)."""
+    arm needs it (only there: it costs ~10 teacher forwards per row). The teachers read the bare input
+    (generic template, as fine-tuned); the labels ingest put inside it (NLI `premise:`, CQA `(a)`) are
+    scaffolding as in a job over the dataset (`--scaffolding-labels`, on by default)."""
     from attribution_worker.engine import AttributionConfig, AttributionEngine
+    from attribution_worker.templates import scaffolding_for_format
 
     conf = dict(teacher=str(path), method=args.method, k=args.k, device="cpu", token_budget=8192,
-                max_new_tokens=args.max_target_tokens)
+                max_new_tokens=args.max_target_tokens,
+                scaffolding=scaffolding_for_format(fmt) if args.scaffolding_labels else "none")
     plain = AttributionEngine(AttributionConfig(faithfulness=False, **conf))
     train = AttributionEngine(AttributionConfig(faithfulness=True, **conf)) if "comprehensive" in args.arms else plain
     return {"train": train, "valid": plain, "test": plain}
@@ -383,10 +398,44 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
         write_rows_v3(cat, f"{name}-comp", keep(train), "comp")
     first = splits["train"][0] if splits["train"] else {}
     palm = "llm_rationale" in first
+    if set(PALM_TAG_ARMS) & set(args.arms):
+        if not palm:
+            raise ValueError(f"{name}: no PaLM rationales (llm/) for these rows; drop {', '.join(PALM_TAG_ARMS)}")
+        common = common_words([r["tokens"] or [] for r in rows["train"]], args.palm_max_df)
+        projected = {s: [palm_projection(r, e.get("llm_rationale"), common) for r, e in zip(rows[s], splits[s])]
+                     for s in splits}
+        sizes = [len(r["rationale"]) for r in projected["train"]]
+        log(f"  PaLM rationales projected onto the input: {statistics.fmean(sizes):.1f} words per training row "
+            f"(teacher: {args.k}); {sum(not n for n in sizes)} rows with none; {len(common)} common words left out")
+        write_rows_v3(cat, f"{name}-palmtag", projected, "palmtag")
     if palm and "palm" in args.arms:
         write_rows_v3(cat, f"{name}-palm", {s: with_rationale(rows[s], [e.get("llm_rationale") for e in splits[s]],
                                                               "palm_cot") for s in splits}, "palm")
     return palm
+
+
+def _norm_word(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def common_words(inputs: list[list[str]], max_df: float) -> set[str]:
+    """Normalised words in more than `max_df` of the training inputs (the function words: the, a, is, ...)."""
+    from collections import Counter
+
+    df = Counter(w for words in inputs for w in {_norm_word(t) for t in words})
+    return {w for w, n in df.items() if n > max_df * max(1, len(inputs))}
+
+
+def palm_projection(row: dict, text: str | None, common: set[str]) -> dict:
+    """A copy of the teacher's row whose rationale is the input's words that the PaLM rationale uses.
+
+    The extractive student tags input tokens, and a free-text chain of thought is not a set of input
+    words, so the PaLM rationale is projected: every unit of the row (its `tokens`, in input order) whose
+    normalised form (lower case, letters and digits) occurs in the PaLM text, leaving out `common`
+    words. In input order, so `student_trainer.data.rationale_spans` finds each one's own span."""
+    said = {_norm_word(w) for w in (text or "").split()} - common - {""}
+    words = [t for t in row["tokens"] or [] if _norm_word(t) in said]
+    return {**row, "method": "palm_cot_projected", "rationale": words, "rationale_text": " ".join(words), "error": None}
 
 
 def build_minilm_encdec(path: Path, layers: int | None) -> Path:
@@ -421,7 +470,7 @@ def run_svamp(args, cat: Catalog, log, teacher_pool, student_pool, val_pool, tes
                                batch_size=16, lr=args.teacher_lr, word_dropout=args.word_dropout, seed=0)
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
-    engines = teacher_engines(path, args)
+    engines = teacher_engines(path, args, "svamp")
     rows = {}
     for s, exs in splits.items():
         out = attribute(engines[s], [{**e, "choices": None} for e in exs], log)
@@ -494,6 +543,10 @@ def main(argv=None) -> int:
                    help="svamp: the teacher also trains on the student's pool (800 problems cannot fill three pools)")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
                    "(the directory its log names) instead of fine-tuning one")
+    p.add_argument("--palm-max-df", type=float, default=0.1,
+                   help="real: palm_tag arms leave out words in more than this fraction of the training inputs")
+    p.add_argument("--scaffolding-labels", action=argparse.BooleanOptionalAction, default=True,
+                   help="real: the labels ingest put inside the input (premise:, (a)) are never rationale words")
     p.add_argument("--kd-weight", type=float, default=0.5, help="real: w of the KD arms")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="real: tau of the KD arms")
     p.add_argument("--threads", type=int, default=None)

@@ -141,3 +141,37 @@ def test_nli_labels_are_scaffolding_but_words_inside_stay():
     assert found == ["hypothesis:", "premise:"]
     # the occurrences inside the sentences are not the labels: each label is found once, at its line start
     assert all(input_text[a - 1] == "\n" or a == start for a, b in spans)
+
+
+def test_scaffolding_follows_the_data_not_the_template(cqa_teachers, tmp_path):
+    """A classifier teacher reads the bare input (template generic); the labels ingest put inside it are still
+    scaffolding when `scaffolding` names the format, and a job sets it from the dataset's ingest format."""
+    from attribution_worker.jobs import engine_config
+    from attribution_worker.spec import JobSpec
+    import json
+
+    from storage import Catalog, Store
+    from storage.adapters import nli_input
+    from storage.ingest import IngestOptions, ingest
+
+    rows = cqa_rows(4, seed=2)
+    conf = dict(teacher=cqa_teachers["classifier"], k=100, template="generic", faithfulness=False)
+    _check_rows(AttributionEngine(AttributionConfig(scaffolding="cqa", **conf)).attribute(rows), rows)
+    bare = AttributionEngine(AttributionConfig(scaffolding="none", **conf)).attribute(rows[:1])[0]
+    assert {"Answer", "Choices:", "(a)"} <= set(bare["tokens"])  # `none` switches it off
+    nli = [{"example_id": "n0", "input": nli_input("a cat sat on the mat", "the red tree"), "target": "neutral",
+            "choices": None}]
+    row = AttributionEngine(AttributionConfig(scaffolding="nli", **conf)).attribute(nli)[0]
+    assert row["tokens"] == "a cat sat on the mat the red tree".split() and "premise:" not in row["rationale"]
+    with pytest.raises(ValueError, match=r"--scaffolding: 'esnli' is not one of cqa, nli, none"):
+        AttributionConfig(scaffolding="esnli", **conf)
+
+    with Catalog.open(Store.open(tmp_path / "store")) as cat:
+        (tmp_path / "esnli_test.json").write_text(json.dumps({"premise": "a cat sat", "hypothesis": "a tree",
+                                                               "label": 1}) + "\n")
+        ingest(cat, "pairs", tmp_path / "esnli_test.json", IngestOptions(format="esnli"))
+        spec = JobSpec(dataset="pairs", **conf)
+        assert engine_config(cat, spec)["scaffolding"] == "nli"  # from the format, whatever the template
+        assert engine_config(cat, JobSpec(dataset="pairs", **{**conf, "scaffolding": "none"}))["scaffolding"] == "none"
+        assert spec.default_job_id() == JobSpec(dataset="pairs", **{k: v for k, v in conf.items()}).default_job_id()
+        assert JobSpec(dataset="pairs", scaffolding="nli", **conf).default_job_id() != spec.default_job_id()
