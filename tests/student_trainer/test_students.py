@@ -40,7 +40,7 @@ def test_tagging_labels_line_up_with_rationale_spans(v3, bert):
     data = load_data(v3, tiny_cfg())
     tok = load_tokenizer(bert)
     kind = ExtractiveKind(tiny_cfg(student="extractive", checkpoint=bert), tok, label_space(data.train))
-    ids, mask, tags = kind.encode(data.train[:16], "cpu")
+    ids, mask, _, tags = kind.encode(data.train[:16], "cpu")
     for row_ids, row_tags, ex in zip(ids.tolist(), tags.tolist(), data.train[:16]):
         assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
         tagged = [t for t, y in zip(row_ids, row_tags) if y == 1.0]
@@ -127,3 +127,75 @@ def test_extractive_student_from_the_minilm_directory(v3, tmp_path):
     assert res.model.encoder.config.num_hidden_layers == 1
     first, last = _falls(res.history, n=3)
     assert last < first, (first, last)
+
+
+def _mc_rows(n: int, split: str) -> list[dict]:
+    """Rows whose choices differ per row (choices mode): the answer is the one choice that occurs in the input,
+    which is also the rationale word."""
+    import random
+
+    from st_helpers import CUES, FILL
+
+    rng = random.Random(f"mc-{split}")
+    pool = sorted(sum(CUES.values(), []))
+    rows = []
+    for i in range(n):
+        choices = rng.sample(pool, 3)
+        answer = choices[i % 3]
+        words = [rng.choice(FILL) for _ in range(5)]
+        words.insert(rng.randrange(6), answer)
+        text = " ".join(words)
+        probs = [0.8 if c == answer else 0.1 for c in choices]
+        rows.append(dict(example_id=f"{split}-{i}", input_text=text, target_text=answer, teacher_model="toy",
+                         method="saliency", teacher_output=answer, teacher_correct=True, tokens=words,
+                         rationale=[answer], rationale_text=answer, answer_choices=choices, answer_probs=probs,
+                         error=None))
+    for r in rows:  # the engine's per-word spans and scores
+        spans, pos = [], 0
+        for w in r["tokens"]:
+            start = r["input_text"].index(w, pos)
+            spans.append({"start": start, "end": start + len(w)})
+            pos = start + len(w)
+        r["spans"], r["scores"] = spans, [1.0 if w == r["target_text"] else 0.0 for w in r["tokens"]]
+    return rows
+
+
+def test_choices_mode_scores_input_choice_pairs_and_round_trips(catalog, bert):
+    """Rows with their own choices: the extractive student scores each (input, choice) pair; only the input's
+    tokens carry tagging labels; it learns, round-trips, and a saved position-classifier student is refused."""
+    add_job_v3(catalog, "mc", "jobmc", {"train": _mc_rows(96, "train"), "valid": _mc_rows(24, "valid"),
+                                        "test": _mc_rows(30, "test")})
+    cfg = tiny_cfg(dataset="mc", student="extractive", checkpoint=bert, steps=60, lr=3e-3, eval_every=30,
+                   checkpoint_every=100, label_weight=0.5, kd_weight=0.5, val_split="valid")
+    data = load_data(catalog, cfg)
+    tok = load_tokenizer(bert)
+    kind = ExtractiveKind(cfg, tok, label_space(data.train))
+    assert kind.meta == {"label_mode": "choices", "labels": [], "n_classes": 3}
+    ids, mask, types, tags = kind.encode(data.train[:4], "cpu")
+    assert ids.shape[0] == 12 and types is not None
+    for p, (row_ids, row_tags, row_types) in enumerate(zip(ids.tolist(), tags.tolist(), types.tolist())):
+        ex = data.train[p // 3]
+        tagged = [t for t, y in zip(row_ids, row_tags) if y == 1.0]
+        assert tok.decode(tagged) == ex.rationale  # the rationale word in the input, never the choice
+        assert all(y == -1.0 for y, ty in zip(row_tags, row_types) if ty == 1)  # the choice carries no label
+        choice = [t for t, ty in zip(row_ids, row_types) if ty == 1 and t != tok.sep_token_id]
+        assert tok.decode(choice) == ex.answer_choices[p % 3]
+
+    res = run_training(catalog, cfg)
+    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
+    for key in ("label_loss", "kd_loss", "rationale_loss"):
+        first, last = _falls(hist, key)
+        assert last < first, (key, first, last)
+    model = load_student(res["run_dir"] + "/model")
+    assert model.classify.out_features == 1 and model.meta["choice_scoring"] == "pairs"
+    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
+    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
+    assert all(p in e.answer_choices for p, e in zip(preds, data.test))
+    assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
+        res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+    meta_file = f"{res['run_dir']}/model/student.json"
+    meta = json.loads(open(meta_file).read())
+    del meta["choice_scoring"]
+    open(meta_file, "w").write(json.dumps(meta))
+    with pytest.raises(ValueError, match="before pairwise choice scoring"):
+        load_student(res["run_dir"] + "/model")
