@@ -237,8 +237,8 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
         cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
 
 
-ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "comprehensive", "palm", "palm_tag",
-        "palm_tag_kd")
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "correct_rationales", "comprehensive", "palm",
+        "palm_tag", "palm_tag_kd")
 PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
 KD_ARMS = ("kd", "rationale_kd")
 
@@ -260,6 +260,8 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "rationale_kd": (dict(label_weight=a, kd_weight=w), f"rationales + KD (a={a}, w={w})"),
         "teacher_correct": (dict(label_weight=a, dataset=f"{name}-tc"),
                             f"rationales, training rows where teacher_correct (a={a})"),
+        "correct_rationales": (dict(label_weight=a, dataset=f"{name}-tcr"),
+                               f"rationales only where teacher_correct, every row's label (a={a})"),
         "comprehensive": (dict(label_weight=a, dataset=f"{name}-comp"),
                           f"rationales, training rows with comprehensiveness >= q{args.comp_quantile:g} (a={a})"),
         "palm_tag": (dict(label_weight=a, dataset=f"{name}-palmtag"),
@@ -397,6 +399,8 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
 
     Filters touch the training rows only (validation and test stay whole):
       {name}-tc    rows the teacher got right (teacher_correct);
+      {name}-tcr   every row, the rationale kept only where the teacher got it right (the label term sees
+                   every row, so this separates rationale quality from the lost rows of {name}-tc);
       {name}-comp  rows whose rationale's ERASER comprehensiveness is at least the training rows'
                    --comp-quantile quantile (0.5: the more faithful half);
       {name}-palm  every split with the PaLM chain-of-thought rationale that DSS used (llm/).
@@ -410,6 +414,9 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
         else:  # nothing to train on: the arm is reported as skipped, not as a number
             log(f"  teacher_correct: the teacher got none of the {len(rows['train'])} training rows right; arm skipped")
             args.skipped.append(f"{name}: teacher_correct (the teacher got no training row right)")
+    if "correct_rationales" in args.arms:  # every row stays for its label; wrong answers lose only the rationale
+        tcr = [r if r.get("teacher_correct") else {**r, "rationale": [], "rationale_text": ""} for r in rows["train"]]
+        write_rows_v3(cat, f"{name}-tcr", keep(tcr), "tcr")
     if "comprehensive" in args.arms:
         comp = [r.get("comprehensiveness") for r in rows["train"]]
         scored = sorted(c for c in comp if c is not None and c == c)
