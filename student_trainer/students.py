@@ -34,8 +34,9 @@ L_rationale is the DSS explain: cross-entropy (seq2seq kinds) or the token-taggi
 Label space of the extractive student: `labels` mode, the sorted distinct training labels (NLI); `choices` mode,
 when every training row carries its own answer_choices that differ between rows (CQA): class i is choice i, and
 the student scores each "[CLS] input [SEP] choice_i [SEP]" pair with the classify head as Linear(h, 1), as
-BertForMultipleChoice does (a position classifier over the mean-pooled input alone stayed at chance on CQA). The
-tagging head then runs on every pair; only the input's tokens carry tagging labels.
+BertForMultipleChoice does: each choice's text meets the question in the encoder, where a position classifier
+over the input alone has to learn which slot holds the answer. The tagging head then runs on every pair; only
+the input's tokens carry tagging labels.
 """
 from __future__ import annotations
 
