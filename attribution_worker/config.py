@@ -78,10 +78,12 @@ class AttributionConfig(BaseModel):
 
             resolve_template(self.template)  # raises naming the template
         if self.scaffolding is not None:
-            from .templates import SCAFFOLDING
+            from .templates import scaffolding_patterns
 
-            if self.scaffolding != "none" and self.scaffolding not in SCAFFOLDING:
-                bad("scaffolding", f"{self.scaffolding!r} is not one of {', '.join(sorted(SCAFFOLDING))}, none")
+            try:
+                scaffolding_patterns(self.scaffolding)
+            except ValueError as exc:
+                bad("scaffolding", str(exc))
         for name in ("token_budget", "max_new_tokens", "n_steps", "ig_max_steps", "ig_steps_per_pass", "max_input_tokens"):
             v = getattr(self, name)
             if v is not None and v < 1:

@@ -84,11 +84,14 @@ def resolve_template(name_or_text: str, scaffolding: str | None = None) -> Templ
     specs (`{input.__class__}`, `{x[0]}`, `{x!r}`) are refused with a message saying what is allowed.
     """
     template = _template(name_or_text)
-    if scaffolding is None:
-        return template
-    if scaffolding != "none" and scaffolding not in SCAFFOLDING:
-        raise ValueError(f"scaffolding={scaffolding!r}: use one of {', '.join(sorted(SCAFFOLDING))} or none")
-    return replace(template, scaffolding=SCAFFOLDING.get(scaffolding, ()))
+    return template if scaffolding is None else replace(template, scaffolding=scaffolding_patterns(scaffolding))
+
+
+def scaffolding_patterns(name: str) -> tuple[str, ...]:
+    """The SCAFFOLDING patterns of `name` (`none`: no patterns); an unknown name raises naming the choices."""
+    if name != "none" and name not in SCAFFOLDING:
+        raise ValueError(f"{name!r} is not one of {', '.join(sorted(SCAFFOLDING))}, none")
+    return SCAFFOLDING.get(name, ())
 
 
 def _template(name_or_text: str) -> Template:

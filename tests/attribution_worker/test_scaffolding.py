@@ -173,5 +173,6 @@ def test_scaffolding_follows_the_data_not_the_template(cqa_teachers, tmp_path):
         spec = JobSpec(dataset="pairs", **conf)
         assert engine_config(cat, spec)["scaffolding"] == "nli"  # from the format, whatever the template
         assert engine_config(cat, JobSpec(dataset="pairs", **{**conf, "scaffolding": "none"}))["scaffolding"] == "none"
-        assert spec.default_job_id() == JobSpec(dataset="pairs", **{k: v for k, v in conf.items()}).default_job_id()
+        # a spec that leaves scaffolding unset keeps the id it had before the field (computed at c5474f0)
+        assert JobSpec(dataset="d", teacher="t", k=3, template="generic").default_job_id() == "job-d-a291e140f11d"
         assert JobSpec(dataset="pairs", scaffolding="nli", **conf).default_job_id() != spec.default_job_id()

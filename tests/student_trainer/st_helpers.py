@@ -101,15 +101,21 @@ def add_job_v3(catalog, dataset: str, job_id: str, rows_by_split: dict[str, list
                              bytes_=size)
 
 
+def word_spans(text: str, words: list[str]) -> list[dict]:
+    """The engine's `spans` of whitespace words in `text`, in order."""
+    spans, pos = [], 0
+    for w in words:
+        start = text.index(w, pos)
+        spans.append({"start": start, "end": start + len(w)})
+        pos = start + len(w)
+    return spans
+
+
 def with_spans_and_probs(rows: list[dict]) -> list[dict]:
     """toy_rows plus the engine's spans/scores for each word and a teacher distribution over LABELS."""
     out = []
     for r in rows:
-        spans, pos = [], 0
-        for w in r["tokens"]:
-            start = r["input_text"].index(w, pos)
-            spans.append({"start": start, "end": start + len(w)})
-            pos = start + len(w)
+        spans = word_spans(r["input_text"], r["tokens"])
         scores = [1.0 if w in r["rationale"] else 0.0 for w in r["tokens"]]
         p = 0.8 if r["teacher_output"] == "yes" else 0.2
         out.append(dict(r, spans=spans, scores=scores, answer_choices=list(LABELS), answer_probs=[p, 1 - p]))

@@ -134,7 +134,7 @@ def _mc_rows(n: int, split: str) -> list[dict]:
     which is also the rationale word."""
     import random
 
-    from st_helpers import CUES, FILL
+    from st_helpers import CUES, FILL, word_spans
 
     rng = random.Random(f"mc-{split}")
     pool = sorted(sum(CUES.values(), []))
@@ -151,12 +151,8 @@ def _mc_rows(n: int, split: str) -> list[dict]:
                          rationale=[answer], rationale_text=answer, answer_choices=choices, answer_probs=probs,
                          error=None))
     for r in rows:  # the engine's per-word spans and scores
-        spans, pos = [], 0
-        for w in r["tokens"]:
-            start = r["input_text"].index(w, pos)
-            spans.append({"start": start, "end": start + len(w)})
-            pos = start + len(w)
-        r["spans"], r["scores"] = spans, [1.0 if w == r["target_text"] else 0.0 for w in r["tokens"]]
+        r["spans"] = word_spans(r["input_text"], r["tokens"])
+        r["scores"] = [1.0 if w == r["target_text"] else 0.0 for w in r["tokens"]]
     return rows
 
 
