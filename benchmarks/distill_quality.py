@@ -27,7 +27,8 @@ Real-data arms (--arms): plain, rationale (the extractive student on the teacher
 rationale_kd, teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
 student on the PaLM chain of thought), palm_tag / palm_tag_kd (the extractive student on the PaLM chain of
 thought projected onto the input's content words: the like-for-like PaLM comparison for the teacher's
-rationales; see palm_projection).
+rationales; see palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rationale words in the question
+plus the words of the teacher's answer, or of the gold answer as a control, + KD; see with_answer_units).
 Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
 """
 from __future__ import annotations
@@ -238,8 +239,9 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
 
 
 ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "correct_rationales", "comprehensive", "palm",
-        "palm_tag", "palm_tag_kd")
+        "palm_tag", "palm_tag_kd", "answer_tag_kd", "gold_tag_kd")
 PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
+ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -> dataset suffix
 KD_ARMS = ("kd", "rationale_kd")
 
 
@@ -268,6 +270,10 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
                      f"{student}, PaLM CoT rationales projected onto the input's content words (a={a})"),
         "palm_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-palmtag"),
                         f"PaLM projected rationales + KD (a={a}, w={w})"),
+        "answer_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-anstag"),
+                          f"teacher rationales in the question + the teacher's answer, + KD (a={a}, w={w})"),
+        "gold_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-goldtag"),
+                        f"teacher rationales in the question + the gold answer (control), + KD (a={a}, w={w})"),
     }
     out, metrics = [], {}
     for arm, (over, label) in plans.items():
@@ -438,6 +444,18 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
         log(f"  PaLM rationales projected onto the input: {statistics.fmean(sizes):.1f} words per training row "
             f"(teacher: {args.k}); {sum(not n for n in sizes)} rows with none; {len(common)} common words left out")
         write_rows_v3(cat, f"{name}-palmtag", projected, "palmtag")
+    for arm, suffix in ANSWER_TAG_ARMS.items():
+        if arm not in args.arms:
+            continue
+        if not first.get("choices"):
+            raise ValueError(f"{name}: {arm} tags the answer's words inside the input, and only a dataset whose input "
+                             f"lists its answer choices (cqa) has them; drop {arm}")
+        pick = (lambda r, e: r.get("teacher_output")) if arm == "answer_tag_kd" else (lambda r, e: e["target"])
+        tagged = {s: [with_answer_units(r, pick(r, e), list(e["choices"])) for r, e in zip(rows[s], splits[s])]
+                  for s in splits}
+        sizes = [len(t["rationale"]) for t in tagged["train"]]
+        log(f"  {arm}: {statistics.fmean(sizes):.1f} words per training row (teacher: {args.k})")
+        write_rows_v3(cat, f"{name}-{suffix}", tagged, suffix)
     if palm and "palm" in args.arms:
         write_rows_v3(cat, f"{name}-palm", {s: with_rationale(rows[s], [e.get("llm_rationale") for e in splits[s]],
                                                               "palm_cot") for s in splits}, "palm")
@@ -466,6 +484,49 @@ def palm_projection(row: dict, text: str | None, common: set[str]) -> dict:
     said = {_norm_word(w) for w in (text or "").split()} - common - {""}
     words = [t for t in row["tokens"] or [] if _norm_word(t) in said]
     return {**row, "method": "palm_cot_projected", "rationale": words, "rationale_text": " ".join(words), "error": None}
+
+
+def with_answer_units(row: dict, answer: str | None, choices: list[str]) -> dict:
+    """A copy of the teacher's row whose rationale points at `answer`, one of `choices`, as PaLM's does.
+
+    CQA's input lists the choices, one per line ("(c) eat quickly"). The teacher's top-k saliency words
+    spread over the question and several choices; a PaLM chain of thought on CQA names its answer. The
+    new rationale keeps the teacher's top-k words outside the choice lines and adds every unit of the
+    answer's line. The scores move to match (answer units above every other unit, the other choices'
+    units below), so the rationale stays the top-len(rationale) units by score and
+    `student_trainer.data.rationale_spans` tags exactly those occurrences (the "eat" of "eat quickly",
+    not an earlier "eat")."""
+    from student_trainer.data import rationale_spans
+
+    tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], list(row.get("scores") or [])
+    if answer not in choices or len(scores) != len(tokens) or len(spans) != len(tokens):
+        return row
+    text = row["input_text"]
+    lines = {}  # choice index -> units inside its line
+    for c in range(len(choices)):
+        start = text.find(f"\n({LETTERS[c]}) ")
+        if start < 0:
+            return row
+        end = text.find("\n", start + 1)
+        end = len(text) if end < 0 else end
+        lines[c] = {i for i, sp in enumerate(spans) if start <= sp["start"] and sp["end"] <= end}
+    answer_units = lines[choices.index(answer)]
+    other_units = set().union(*lines.values()) - answer_units
+    top = set(rationale_spans(row))
+    kept = {i for i, sp in enumerate(spans) if (sp["start"], sp["end"]) in top} - other_units
+    picked = sorted(answer_units | kept)
+    finite = [x for x in scores if x == x]
+    hi, lo = max(finite, default=0.0), min(finite, default=0.0)
+    lift = hi - lo + 1.0
+
+    def moved(i, x):
+        if i in answer_units:
+            return x + lift if x == x else hi + lift
+        return x - lift if i in other_units and x == x else x
+    scores = [moved(i, x) for i, x in enumerate(scores)]
+    words = [tokens[i] for i in picked]
+    return {**row, "method": f"{row['method']}+answer", "rationale": words, "rationale_text": " ".join(words),
+            "scores": scores}
 
 
 def build_minilm_encdec(path: Path, layers: int | None) -> Path:

@@ -1,0 +1,91 @@
+"""The benchmark's derived rationales (benchmarks/distill_quality.py) tag the words they name, where they name them.
+
+The extractive student finds a rationale's tokens through `student_trainer.data.rationale_spans`; a derived
+rationale that repeats a word of the input must land on the intended occurrence."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from attribution_worker.templates import resolve_template
+from attribution_worker.units import top_k, word_units
+from storage.adapters import cqa_input
+from student_trainer.data import rationale_spans
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
+CHOICES = ["wash dishes", "eat vegetables", "eat quickly", "have food", "eat hamburger"]
+
+
+@pytest.fixture(scope="module")
+def dq():
+    spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def teacher_row(question: str, weights: dict[str, float], k: int = 6) -> dict:
+    """A CQA row shaped as the engine writes it: the cqa template's units (no header, no markers), a score per
+    unit (`weights` by word and occurrence, "eat#2" for the second "eat"), the top-k units as the rationale."""
+    text = cqa_input(question, CHOICES)
+    scaffold = resolve_template("cqa").scaffolding_spans(text, 0, len(text))
+    offsets = [m.span() for m in re.finditer(r"\S+", text)]
+    units = word_units(text, 0, len(text), offsets, [0] * len(offsets), scaffold)
+    seen: dict[str, int] = {}
+    scores = []
+    for w in units.words:
+        seen[w] = seen.get(w, 0) + 1
+        scores.append(weights.get(f"{w}#{seen[w]}", weights.get(w, 0.01) if seen[w] == 1 else 0.01))
+    picked = top_k(scores, k)
+    words = [units.words[i] for i in picked]
+    return {"input_text": text, "method": "saliency", "tokens": units.words,
+            "spans": [{"start": s, "end": e} for s, e in units.spans], "scores": scores,
+            "rationale": words, "rationale_text": " ".join(words)}
+
+
+def tagged(row: dict) -> list[tuple[str, int]]:
+    """(word, character start) of each tagged occurrence."""
+    return [(row["input_text"][s:e], s) for s, e in rationale_spans(row)]
+
+
+def test_answer_rationale_keeps_question_words_and_tags_the_answer_line(dq):
+    # "eat" occurs in the question and in three choices; the teacher's top 6 has two question words and
+    # three words of wrong choices ("eat" of "eat vegetables", "hamburger", "dishes") plus "hungry".
+    row = teacher_row("Why did the hungry child eat so fast?",
+                      {"hungry": 0.9, "child": 0.8, "eat#2": 0.7, "hamburger": 0.6, "dishes": 0.5, "fast?": 0.4})
+    assert row["rationale"] == ["hungry", "child", "fast?", "dishes", "eat", "hamburger"]
+    text = row["input_text"]
+    line = text.index("\n(c) eat quickly")
+
+    out = dq.with_answer_units(row, "eat quickly", CHOICES)
+    assert out["rationale"] == ["hungry", "child", "fast?", "eat", "quickly"]
+    spans = tagged(out)
+    assert [w for w, _ in spans] == out["rationale"]
+    # the "eat" tagged is the answer's, not the question's (text.index("eat")) or another choice's
+    assert spans[-2][1] == line + len("\n(c) ") and spans[-2][1] != text.index("eat")
+    assert all(start < text.index("\nAnswer Choices:") for _, start in spans[:3])
+    assert out["method"] == "saliency+answer"
+    assert row["rationale"] == ["hungry", "child", "fast?", "dishes", "eat", "hamburger"]  # the input row is kept
+
+    gold = dq.with_answer_units(row, "wash dishes", CHOICES)  # an answer the teacher already half named
+    assert gold["rationale"] == ["hungry", "child", "fast?", "wash", "dishes"]
+    assert [w for w, _ in tagged(gold)] == gold["rationale"]
+
+
+def test_answer_rationale_leaves_rows_it_cannot_place_alone(dq):
+    row = teacher_row("Why did the hungry child eat so fast?", {"hungry": 0.9})
+    assert dq.with_answer_units(row, None, CHOICES) is row  # the teacher gave no answer (an error row)
+    assert dq.with_answer_units(row, "a sandwich", CHOICES) is row  # not one of the choices
+    flat = {**row, "input_text": row["input_text"].replace("\n(c) ", " (c) ")}  # no choice line to find
+    assert dq.with_answer_units(flat, "eat quickly", CHOICES) is flat
+
+
+def test_palm_projection_tags_the_words_the_chain_of_thought_uses(dq):
+    row = teacher_row("Why did the hungry child eat so fast?", {"hungry": 0.9})
+    out = dq.palm_projection(row, "A hungry child eats quickly. So the answer is eat quickly.", common={"the"})
+    # every unit the text names, each occurrence (case and punctuation aside): "So" names the question's "so"
+    assert out["rationale"] == ["hungry", "child", "eat", "so", "eat", "eat", "quickly", "eat"]
+    assert [w for w, _ in tagged(out)] == out["rationale"]
