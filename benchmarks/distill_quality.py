@@ -242,7 +242,7 @@ ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "correct_
         "palm_tag", "palm_tag_kd", "answer_tag_kd", "gold_tag_kd")
 PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
 ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -> dataset suffix
-KD_ARMS = ("kd", "rationale_kd")
+KD_ARMS = ("kd", "rationale_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
 
 
 def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive") -> list[dict]:
@@ -327,6 +327,10 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
     if name == "svamp":
         return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
+    answer_arms = [a for a in ANSWER_TAG_ARMS if a in args.arms]
+    if answer_arms and labels is not None:  # checked before the teacher's minutes are spent
+        raise ValueError(f"{name}: {', '.join(answer_arms)} tag the answer's words inside the input, and only a "
+                         f"dataset whose input lists its answer choices (cqa) has them; drop {', '.join(answer_arms)}")
     mc = labels is None and args.cqa_teacher == "mc"  # a multiple-choice teacher scores (question, choice) pairs
     letter = labels is None and not mc
     labels = labels or [f"({c})" for c in LETTERS]
@@ -447,9 +451,6 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
     for arm, suffix in ANSWER_TAG_ARMS.items():
         if arm not in args.arms:
             continue
-        if not first.get("choices"):
-            raise ValueError(f"{name}: {arm} tags the answer's words inside the input, and only a dataset whose input "
-                             f"lists its answer choices (cqa) has them; drop {arm}")
         pick = (lambda r, e: r.get("teacher_output")) if arm == "answer_tag_kd" else (lambda r, e: e["target"])
         tagged = {s: [with_answer_units(r, pick(r, e), list(e["choices"])) for r, e in zip(rows[s], splits[s])]
                   for s in splits}
