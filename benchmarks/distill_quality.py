@@ -493,24 +493,25 @@ def with_answer_units(row: dict, answer: str | None, choices: list[str]) -> dict
     CQA's input lists the choices, one per line ("(c) eat quickly"). The teacher's top-k saliency words
     spread over the question and several choices; a PaLM chain of thought on CQA names its answer. The
     new rationale keeps the teacher's top-k words outside the choice lines and adds every unit of the
-    answer's line. The scores move to match (answer units above every other unit, the other choices'
-    units below), so the rationale stays the top-len(rationale) units by score and
-    `student_trainer.data.rationale_spans` tags exactly those occurrences (the "eat" of "eat quickly",
-    not an earlier "eat")."""
+    answer's line. The choice block is the one the engine's `cqa` scaffolding finds (the markers of a
+    well-formed block at the end of the input), so a "(a)" inside the question is not a choice. The
+    scores move to match (answer units above every other unit, the other choices' units below), so the
+    rationale stays the top-len(rationale) units by score and `student_trainer.data.rationale_spans`
+    tags exactly those occurrences (the "eat" of "eat quickly", not an earlier "eat")."""
+    from attribution_worker.templates import resolve_template
     from student_trainer.data import rationale_spans
 
     tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], list(row.get("scores") or [])
     if answer not in choices or len(scores) != len(tokens) or len(spans) != len(tokens):
         return row
     text = row["input_text"]
-    lines = {}  # choice index -> units inside its line
-    for c in range(len(choices)):
-        start = text.find(f"\n({LETTERS[c]}) ")
-        if start < 0:
-            return row
-        end = text.find("\n", start + 1)
-        end = len(text) if end < 0 else end
-        lines[c] = {i for i, sp in enumerate(spans) if start <= sp["start"] and sp["end"] <= end}
+    markers = [(s, e) for s, e in resolve_template("generic", "cqa").scaffolding_spans(text, 0, len(text))
+               if text[s] == "("]
+    if len(markers) != len(choices):  # no well-formed choice block
+        return row
+    bounds = [e for _, e in markers], [s for s, _ in markers[1:]] + [len(text)]  # each line: marker end -> next marker
+    lines = {c: {i for i, sp in enumerate(spans) if start <= sp["start"] and sp["end"] <= end}
+             for c, (start, end) in enumerate(zip(*bounds))}
     answer_units = lines[choices.index(answer)]
     other_units = set().union(*lines.values()) - answer_units
     top = set(rationale_spans(row))
