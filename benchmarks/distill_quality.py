@@ -245,12 +245,13 @@ ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -
 KD_ARMS = ("kd", "rationale_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
 
 
-def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive") -> list[dict]:
+def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
     """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint.
 
-    student: extractive (the classification datasets) or encdec (SVAMP: every arm is the generative student)."""
+    student: extractive (the classification datasets) or encdec (SVAMP equations: every arm is the generative
+    student). scorer: the trainer's (`auto` scores datasets named svamp* by equation value; templates: exact)."""
     ckpt = str(minilm_dir()) if args.checkpoint == "minilm" else args.checkpoint
-    common = dict(student=student, checkpoint=ckpt, max_target_tokens=args.max_target_tokens, student_layers=args.student_layers, seeds=args.seeds,
+    common = dict(student=student, scorer=scorer, checkpoint=ckpt, max_target_tokens=args.max_target_tokens, student_layers=args.student_layers, seeds=args.seeds,
                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                   checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
@@ -322,10 +323,16 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
 
     fmt, (train_split, test_split), labels = REAL[name]
     parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / name, IngestOptions(format=fmt))}
+    template = name == "svamp" and args.svamp_task == "template"
+    if template:  # SVAMP as classification over equation templates: the classifier path below, like NLI
+        parts = {train_split: svamp_templates(parts[train_split], "train", log),
+                 test_split: svamp_templates(parts[test_split], "test", log)}
+        labels = sorted({r["target"] for r in parts[train_split]})
+        log(f"  {len(labels)} equation templates in the training problems")
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name)
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
-    if name == "svamp":
+    if name == "svamp" and not template:
         return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
     answer_arms = [a for a in ANSWER_TAG_ARMS if a in args.arms]
     if answer_arms and labels is not None:  # checked before the teacher's minutes are spent
@@ -375,7 +382,25 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     palm = write_datasets(cat, name, rows, splits, args, log)
     if args.arms == ["teacher"]:
         return [teacher_only(name, rows)]
-    return train_arms(cat, name, args, palm=palm, log=log)
+    return train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
+
+
+def svamp_templates(rows: list[dict], split: str, log) -> list[dict]:
+    """SVAMP rows as template classification (student_trainer.equation_templates): the input with its quantities
+    named (n0 3 ...), the target the gold equation's template. A training problem without a template (its
+    equation uses a number the question lacks, or is not one of the value-ordered shapes) is dropped; a test
+    problem keeps its gold equation as the target, which no template matches, so it counts as wrong."""
+    from student_trainer.equation_templates import equation_template, mark_quantities
+
+    out, found = [], 0
+    for r in rows:
+        t = equation_template(r["input"], r["target"])
+        found += t is not None
+        if t is not None or split == "test":
+            out.append({**r, "input": mark_quantities(r["input"]), "target": t or r["target"]})
+    log(f"  svamp {split}: {found} of {len(rows)} problems have a template"
+        + ("" if split == "test" else f"; {len(rows) - found} dropped"))
+    return out
 
 
 def teacher_only(name: str, rows: dict) -> dict:
@@ -633,6 +658,10 @@ def main(argv=None) -> int:
                    help="real: the comprehensive arm keeps training rows at or above this quantile of comprehensiveness")
     p.add_argument("--teacher-layers", type=int, default=None,
                    help="svamp: layers of each half of the BERT2BERT teacher (default: all 6 of MiniLM)")
+    p.add_argument("--svamp-task", choices=("equation", "template"), default="equation",
+                   help="svamp: `equation`, a BERT2BERT teacher and encdec students write the equation; `template`, "
+                   "MiniLM classifiers pick its template over the question's numbered quantities "
+                   "(student_trainer.equation_templates), so every extractive and KD arm applies")
     p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=True,
                    help="svamp: the teacher also trains on the student's pool (800 problems cannot fill three pools)")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
