@@ -22,13 +22,16 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     (question, choice) pairs (`--cqa-teacher letter`: a classifier over the letters (a)..(e), mapped
     back to the choice text in the shard); rationales by saliency, top `--k` words. SVAMP: the teacher is a
     BERT2BERT encoder-decoder warm-started from two MiniLM copies and fine-tuned to write the equation;
-    every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms).
+    every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms). SVAMP with
+    `--svamp-task template`: the equation's template over the question's numbered quantities is a class
+    label (student_trainer.equation_templates), and SVAMP runs the classifier path of the NLI datasets.
 Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
 rationale_kd, teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
 student on the PaLM chain of thought), palm_tag / palm_tag_kd (the extractive student on the PaLM chain of
 thought projected onto the input's content words: the like-for-like PaLM comparison for the teacher's
 rationales; see palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rationale words in the question
-plus the words of the teacher's answer, or of the gold answer as a control, + KD; see with_answer_units).
+plus the words of the teacher's answer, or of the gold answer as a control, + KD; see with_answer_units; on SVAMP
+templates, the names and numbers of the quantities the answer's template uses, with_quantity_units).
 Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
 """
 from __future__ import annotations
@@ -335,9 +338,10 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     if name == "svamp" and not template:
         return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
     answer_arms = [a for a in ANSWER_TAG_ARMS if a in args.arms]
-    if answer_arms and labels is not None:  # checked before the teacher's minutes are spent
+    if answer_arms and labels is not None and not template:  # checked before the teacher's minutes are spent
         raise ValueError(f"{name}: {', '.join(answer_arms)} tag the answer's words inside the input, and only a "
-                         f"dataset whose input lists its answer choices (cqa) has them; drop {', '.join(answer_arms)}")
+                         "dataset whose input lists its answer choices (cqa) or names the quantities its answer "
+                         f"uses (svamp --svamp-task template) has them; drop {', '.join(answer_arms)}")
     mc = labels is None and args.cqa_teacher == "mc"  # a multiple-choice teacher scores (question, choice) pairs
     letter = labels is None and not mc
     labels = labels or [f"({c})" for c in LETTERS]
@@ -477,8 +481,8 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
         if arm not in args.arms:
             continue
         pick = (lambda r, e: r.get("teacher_output")) if arm == "answer_tag_kd" else (lambda r, e: e["target"])
-        tagged = {s: [with_answer_units(r, pick(r, e), list(e["choices"])) for r, e in zip(rows[s], splits[s])]
-                  for s in splits}
+        tagged = {s: [with_answer_units(r, pick(r, e), list(e["choices"])) if e.get("choices")
+                      else with_quantity_units(r, pick(r, e)) for r, e in zip(rows[s], splits[s])] for s in splits}
         sizes = [len(t["rationale"]) for t in tagged["train"]]
         log(f"  {arm}: {statistics.fmean(sizes):.1f} words per training row (teacher: {args.k})")
         write_rows_v3(cat, f"{name}-{suffix}", tagged, suffix)
@@ -518,16 +522,12 @@ def with_answer_units(row: dict, answer: str | None, choices: list[str]) -> dict
     CQA's input lists the choices, one per line ("(c) eat quickly"). The teacher's top-k saliency words
     spread over the question and several choices; a PaLM chain of thought on CQA names its answer. The
     new rationale keeps the teacher's top-k words outside the choice lines and adds every unit of the
-    answer's line. The choice block is the one the engine's `cqa` scaffolding finds (the markers of a
-    well-formed block at the end of the input), so a "(a)" inside the question is not a choice. The
-    scores move to match (answer units above every other unit, the other choices' units below), so the
-    rationale stays the top-len(rationale) units by score and `student_trainer.data.rationale_spans`
-    tags exactly those occurrences (the "eat" of "eat quickly", not an earlier "eat")."""
+    answer's line (point_at). The choice block is the one the engine's `cqa` scaffolding finds (the
+    markers of a well-formed block at the end of the input), so a "(a)" inside the question is not a choice."""
     from attribution_worker.templates import resolve_template
-    from student_trainer.data import rationale_spans
 
-    tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], list(row.get("scores") or [])
-    if answer not in choices or len(scores) != len(tokens) or len(spans) != len(tokens):
+    spans = row.get("spans") or []
+    if answer not in choices:
         return row
     text = row["input_text"]
     markers = [(s, e) for s, e in resolve_template("generic", "cqa").scaffolding_spans(text, 0, len(text))
@@ -538,7 +538,41 @@ def with_answer_units(row: dict, answer: str | None, choices: list[str]) -> dict
     lines = {c: {i for i, sp in enumerate(spans) if start <= sp["start"] and sp["end"] <= end}
              for c, (start, end) in enumerate(zip(*bounds))}
     answer_units = lines[choices.index(answer)]
-    other_units = set().union(*lines.values()) - answer_units
+    return point_at(row, answer_units, set().union(*lines.values()) - answer_units, "answer")
+
+
+def with_quantity_units(row: dict, template: str | None) -> dict:
+    """A copy of the teacher's row whose rationale points at the quantities `template` uses (SVAMP templates).
+
+    The input names each quantity ("had n0 3 apples", student_trainer.equation_templates.mark_quantities); a
+    PaLM chain of thought on SVAMP writes the equation, so it names the numbers it uses. The new rationale
+    keeps the teacher's top-k words other than quantities and adds the name and the number of each quantity
+    the template uses (point_at); the other quantities' names and numbers leave the rationale."""
+    import re
+
+    tokens = row.get("tokens") or []
+    used = set(re.findall(r"n\d+", template or ""))
+    if not used:
+        return row
+    quantity = {i: t for i, t in enumerate(tokens) if re.fullmatch(r"n\d+", _norm_word(t)) and i + 1 < len(tokens)}
+    if not used <= set(quantity.values()):  # the template names a quantity the input lacks
+        return row
+    units = {_norm_word(name): {i, i + 1} for i, name in quantity.items()}
+    answer_units = set().union(*(units[n] for n in used))
+    return point_at(row, answer_units, set().union(*units.values()) - answer_units, "quantities")
+
+
+def point_at(row: dict, answer_units: set[int], other_units: set[int], what: str) -> dict:
+    """A copy of `row` whose rationale is its teacher's top-k units outside `other_units` plus every unit of
+    `answer_units` (indices into `tokens`), in input order. The scores move to match (answer units above every
+    other unit, `other_units` below), so the rationale stays the top-len(rationale) units by score and
+    `student_trainer.data.rationale_spans` tags exactly those occurrences (the "eat" of "eat quickly", not an
+    earlier "eat"). A row without a score and a span per unit is returned unchanged."""
+    from student_trainer.data import rationale_spans
+
+    tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], list(row.get("scores") or [])
+    if len(scores) != len(tokens) or len(spans) != len(tokens):
+        return row
     top = set(rationale_spans(row))
     kept = {i for i, sp in enumerate(spans) if (sp["start"], sp["end"]) in top} - other_units
     picked = sorted(answer_units | kept)
@@ -552,7 +586,7 @@ def with_answer_units(row: dict, answer: str | None, choices: list[str]) -> dict
         return x - lift if i in other_units and x == x else x
     scores = [moved(i, x) for i, x in enumerate(scores)]
     words = [tokens[i] for i in picked]
-    return {**row, "method": f"{row['method']}+answer", "rationale": words, "rationale_text": " ".join(words),
+    return {**row, "method": f"{row['method']}+{what}", "rationale": words, "rationale_text": " ".join(words),
             "scores": scores}
 
 

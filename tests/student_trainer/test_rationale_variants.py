@@ -14,6 +14,7 @@ from attribution_worker.templates import resolve_template
 from attribution_worker.units import top_k, word_units
 from storage.adapters import cqa_input
 from student_trainer.data import rationale_spans
+from student_trainer.equation_templates import mark_quantities
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
 CHOICES = ["wash dishes", "eat vegetables", "eat quickly", "have food", "eat hamburger"]
@@ -31,7 +32,11 @@ def teacher_row(question: str, weights: dict[str, float], k: int = 6) -> dict:
     """A CQA row shaped as the engine writes it: the cqa template's units (no header, no markers), a score per
     unit (`weights` by word and occurrence, "eat#2" for the second "eat"), the top-k units as the rationale."""
     text = cqa_input(question, CHOICES)
-    scaffold = resolve_template("cqa").scaffolding_spans(text, 0, len(text))
+    return engine_row(text, weights, k, resolve_template("cqa").scaffolding_spans(text, 0, len(text)))
+
+
+def engine_row(text: str, weights: dict[str, float], k: int = 6, scaffold=()) -> dict:
+    """A row shaped as the engine writes it for `text` (word units outside `scaffold`), scored by `weights`."""
     offsets = [m.span() for m in re.finditer(r"\S+", text)]
     units = word_units(text, 0, len(text), offsets, [0] * len(offsets), scaffold)
     seen: dict[str, int] = {}
@@ -89,3 +94,20 @@ def test_palm_projection_tags_the_words_the_chain_of_thought_uses(dq):
     # every unit the text names, each occurrence (case and punctuation aside): "So" names the question's "so"
     assert out["rationale"] == ["hungry", "child", "eat", "so", "eat", "eat", "quickly", "eat"]
     assert [w for w, _ in tagged(out)] == out["rationale"]
+
+
+def test_quantity_rationale_tags_the_quantities_the_template_uses(dq):
+    text = mark_quantities("Tom had 3 apples and 3 pears. He ate 2 of them.")
+    assert text == "Tom had n0 3 apples and n1 3 pears. He ate n2 2 of them."
+    # the teacher's top 6 has n0 and its "3", which the template "( n1 - n2 )" does not use
+    row = engine_row(text, {"apples": 0.9, "n0": 0.8, "3#1": 0.7, "ate": 0.6, "them.": 0.5, "Tom": 0.4})
+    assert row["rationale"] == ["Tom", "n0", "3", "apples", "ate", "them."]
+
+    out = dq.with_quantity_units(row, "( n1 - n2 )")
+    assert out["rationale"] == ["Tom", "apples", "n1", "3", "ate", "n2", "2", "them."]
+    spans = tagged(out)
+    assert [w for w, _ in spans] == out["rationale"]
+    assert spans[3][1] == text.index("n1 3") + 3  # the pears' 3, not the apples'
+    assert out["method"] == "saliency+quantities"
+    assert dq.with_quantity_units(row, None) is row  # the teacher gave no answer
+    assert dq.with_quantity_units(row, "( n0 + n5 )") is row  # a quantity the input lacks
