@@ -275,9 +275,9 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "palm_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-palmtag"),
                         f"PaLM projected rationales + KD (a={a}, w={w})"),
         "answer_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-anstag"),
-                          f"teacher rationales in the question + the teacher's answer, + KD (a={a}, w={w})"),
+                          f"teacher rationales + the words of the teacher's answer, + KD (a={a}, w={w})"),
         "gold_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-goldtag"),
-                        f"teacher rationales in the question + the gold answer (control), + KD (a={a}, w={w})"),
+                        f"teacher rationales + the words of the gold answer (control), + KD (a={a}, w={w})"),
     }
     out, metrics = [], {}
     for arm, (over, label) in plans.items():
