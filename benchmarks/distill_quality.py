@@ -554,10 +554,10 @@ def with_quantity_units(row: dict, template: str | None) -> dict:
     used = set(re.findall(r"n\d+", template or ""))
     if not used:
         return row
-    quantity = {i: t for i, t in enumerate(tokens) if re.fullmatch(r"n\d+", _norm_word(t)) and i + 1 < len(tokens)}
+    quantity = {i: _norm_word(t) for i, t in enumerate(tokens[:-1]) if re.fullmatch(r"n\d+", _norm_word(t))}
     if not used <= set(quantity.values()):  # the template names a quantity the input lacks
         return row
-    units = {_norm_word(name): {i, i + 1} for i, name in quantity.items()}
+    units = {name: {i, i + 1} for i, name in quantity.items()}
     answer_units = set().union(*(units[n] for n in used))
     return point_at(row, answer_units, set().union(*units.values()) - answer_units, "quantities")
 

@@ -9,10 +9,9 @@ A classifier cannot write an equation, but it can pick one of the few shapes SVA
 numbered in reading order (n0, n1, ...); an equation becomes the same tree over those names. Operands
 are sorted, so a template names which quantities meet under which operation, not their order:
 "( 8.0 - 3.0 )" and "( 3.0 + 8.0 )" over "... 3 ... 8 ..." are "( n0 - n1 )" and "( n0 + n1 )".
-`instantiate` puts the order back by value: the larger operand first under - and /, which answers
-every SVAMP problem with a positive result. A template is kept only where that round trip gives the
-gold equation's value (789 of SVAMP's 800 training problems), so a correct template is a correct
-answer. `mark_quantities` writes each quantity's name before it in the input, so a student can see
+`instantiate` puts the order back by value: the larger operand first under - and / (SVAMP's answers
+are positive). A template is kept only where that round trip gives the gold equation's value (789 of
+SVAMP's 800 training problems), so a correct template is a correct answer. `mark_quantities` writes each quantity's name before it in the input, so a student can see
 which number is n0.
 """
 from __future__ import annotations
@@ -21,7 +20,7 @@ import ast
 import math
 import re
 
-from .evaluate import eval_equation
+from .evaluate import MAX_CHARS, eval_equation
 
 QUANTITY = re.compile(r"\d+(?:\.\d+)?")
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
@@ -64,10 +63,12 @@ def equation_template(text: str, equation: str) -> str | None:
     """The template of `equation` over the quantities of `text`, or None where there is none: a number of the
     equation is not in the text, the equation is not + - * / over numbers, or the template's value-ordered
     instantiation does not give the equation's value."""
+    if not isinstance(equation, str) or len(equation) > MAX_CHARS:
+        return None
     values = quantities(text)
 
     def leaf(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):  # not True / False
             hits = [i for i, v in enumerate(values) if math.isclose(v, float(node.value))]
             if hits:
                 return f"n{hits[0]}"

@@ -34,6 +34,8 @@ def test_no_template_where_the_round_trip_would_change_the_answer():
     assert equation_template(text, "( 3.0 - 9.0 )") is None  # 9 is not a quantity of the text
     assert equation_template(text, "__import__('os').getcwd()") is None  # not arithmetic, and never evaluated
     assert equation_template(text, "( 3.0 +") is None
+    assert equation_template("I had 1 pen", "( True + 1.0 )") is None  # a bool is not the quantity 1
+    assert equation_template(text, "(" * 300 + "3.0" + ")" * 300) is None  # too long to be an equation
 
 
 def test_svamp_problems_round_trip_to_their_gold_value(shared_datasets):

@@ -111,3 +111,5 @@ def test_quantity_rationale_tags_the_quantities_the_template_uses(dq):
     assert out["method"] == "saliency+quantities"
     assert dq.with_quantity_units(row, None) is row  # the teacher gave no answer
     assert dq.with_quantity_units(row, "( n0 + n5 )") is row  # a quantity the input lacks
+    dollars = engine_row(mark_quantities("It cost $3 and $4."), {"cost": 0.9}, k=1)  # "$n0": the name is still n0
+    assert dq.with_quantity_units(dollars, "( n0 + n1 )")["rationale"] == ["cost", "$n0", "3", "$n1", "4."]
