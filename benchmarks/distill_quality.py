@@ -548,13 +548,13 @@ def with_quantity_units(row: dict, template: str | None) -> dict:
     PaLM chain of thought on SVAMP writes the equation, so it names the numbers it uses. The new rationale
     keeps the teacher's top-k words other than quantities and adds the name and the number of each quantity
     the template uses (point_at); the other quantities' names and numbers leave the rationale."""
-    import re
+    from student_trainer.equation_templates import NAME
 
     tokens = row.get("tokens") or []
-    used = set(re.findall(r"n\d+", template or ""))
+    used = set(NAME.findall(template or ""))
     if not used:
         return row
-    quantity = {i: _norm_word(t) for i, t in enumerate(tokens[:-1]) if re.fullmatch(r"n\d+", _norm_word(t))}
+    quantity = {i: _norm_word(t) for i, t in enumerate(tokens[:-1]) if NAME.fullmatch(_norm_word(t))}
     if not used <= set(quantity.values()):  # the template names a quantity the input lacks
         return row
     units = {name: {i, i + 1} for i, name in quantity.items()}

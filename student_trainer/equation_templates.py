@@ -17,12 +17,14 @@ which number is n0.
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import re
 
 from .evaluate import MAX_CHARS, eval_equation
 
 QUANTITY = re.compile(r"\d+(?:\.\d+)?")
+NAME = re.compile(r"n\d+")  # a quantity's name: n0, n1, ...
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -33,7 +35,7 @@ def quantities(text: str) -> list[float]:
 
 def mark_quantities(text: str) -> str:
     """`text` with each number preceded by its name: "had 3 apples" -> "had n0 3 apples"."""
-    names = iter(range(len(QUANTITY.findall(text))))
+    names = itertools.count()
     return QUANTITY.sub(lambda m: f"n{next(names)} {m.group(0)}", text)
 
 
@@ -88,7 +90,7 @@ def instantiate(template: str, text: str) -> str | None:
     values = quantities(text)
 
     def leaf(node):
-        if isinstance(node, ast.Name) and re.fullmatch(r"n\d+", node.id) and int(node.id[1:]) < len(values):
+        if isinstance(node, ast.Name) and NAME.fullmatch(node.id) and int(node.id[1:]) < len(values):
             return repr(values[int(node.id[1:])])
         raise ValueError(f"{ast.dump(node)} is not a quantity of the text")
 
