@@ -134,7 +134,8 @@ def run_planted(args, cat: Catalog, log) -> list[dict]:
                               seed=0, labels=labels)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                               lr=args.teacher_lr, word_dropout=args.word_dropout, seed=0)
+                               batch_size=args.teacher_batch or 32, lr=args.teacher_lr, word_dropout=args.word_dropout,
+                               seed=0)
     log(f"  teacher trained: {stats} ({time.perf_counter() - t:.0f} s)")
     engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
                                                  device="cpu"))
@@ -359,10 +360,12 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher",
                                        None if mc else labels)
         t = time.perf_counter()
-        stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_pool],
-                                   steps=args.teacher_steps, batch_size=32, lr=args.teacher_lr,
+        # 800 SVAMP problems cannot fill three pools: as in run_svamp, the teacher may also train on the student pool
+        teacher_rows = teacher_pool + student_pool if template and args.teacher_sees_student else teacher_pool
+        stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
+                                   steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
-        log(f"  teacher fine-tuned in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
+        log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)
     rows = {}
@@ -619,7 +622,8 @@ def run_svamp(args, cat: Catalog, log, teacher_pool, student_pool, val_pool, tes
     path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                               batch_size=16, lr=args.teacher_lr, word_dropout=args.word_dropout, seed=0)
+                               batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
+                               seed=0)
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, "svamp")
@@ -665,6 +669,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=None, help="test rows (planted 1000, real 1000)")
     p.add_argument("--teacher-train", type=int, default=None, help="teacher training rows (planted 3000, real 3000)")
     p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (planted 1500, real 400)")
+    p.add_argument("--teacher-batch", type=int, default=None, help="teacher batch (32; svamp equation writer 16)")
     p.add_argument("--teacher-lr", type=float, default=None, help="teacher AdamW LR (planted 3e-3, real 5e-5)")
     p.add_argument("--word-dropout", type=float, default=0.2,
                    help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
