@@ -723,6 +723,8 @@ def main(argv=None) -> int:
     unknown = set(args.arms) - set(ARMS)
     if args.arms != ["teacher"] and unknown:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
+    if args.teacher_batch is not None and args.teacher_batch < 1:
+        p.error(f"--teacher-batch must be at least 1 (examples per teacher step), got {args.teacher_batch}")
     defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,
                     teacher_train=3000, teacher_steps=1500 if planted else 200,
                     teacher_lr=3e-3 if planted else 5e-5,

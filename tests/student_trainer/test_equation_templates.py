@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from student_trainer.equation_templates import equation_template, instantiate, mark_quantities, quantities
 from student_trainer.evaluate import equation_match
 
@@ -47,10 +49,15 @@ def test_svamp_problems_round_trip_to_their_gold_value(shared_datasets):
     assert len({t for _, t in found}) < 80  # few shapes: a label space a classifier can learn
 
 
-def test_benchmark_drops_training_problems_without_a_template_but_keeps_test_ones():
+@pytest.fixture(scope="module")
+def dq():
     spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
-    dq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dq)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_drops_training_problems_without_a_template_but_keeps_test_ones(dq):
     rows = [{"example_id": "a", "input": "had 3 and got 8", "target": "( 3.0 + 8.0 )"},
             {"example_id": "b", "input": "had 3 and got 8", "target": "( 3.0 * 9.0 )"}]
     said = []
@@ -60,3 +67,12 @@ def test_benchmark_drops_training_problems_without_a_template_but_keeps_test_one
     assert [r["target"] for r in test] == ["( n0 + n1 )", "( 3.0 * 9.0 )"]  # no template: never matched, so wrong
     assert said == ["  svamp train: 1 of 2 problems have a template; 1 dropped",
                     "  svamp test: 1 of 2 problems have a template"]
+
+
+def test_benchmark_refuses_a_teacher_batch_below_one_before_any_work(dq, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
+    with pytest.raises(SystemExit) as exit_:
+        dq.main(["--task", "real", "--datasets", "svamp", "--svamp-task", "template", "--teacher-batch", "0",
+                 "--store", str(tmp_path / "store")])
+    assert exit_.value.code == 2
+    assert "--teacher-batch must be at least 1 (examples per teacher step), got 0" in capsys.readouterr().err
