@@ -83,12 +83,14 @@ def teacher(tiny_teachers):
 
 def test_commands_run_beside_a_background_job_and_cancel_reaches_cancelled(store, teacher, make_examples):
     catalog = Catalog.open(store)
-    rows = make_rows(2000, make_examples)
+    rows = make_rows(4000, make_examples)
     register(catalog, rows)
     # slow enough to be running through every command below: integrated gradients with many steps, small shards,
-    # one actor (catalog operations take a few ms, so the job itself must be slow)
+    # one actor (catalog operations take a few ms, so the job itself must be slow). With 2,000 rows and 64 steps
+    # the job was at 180 of 200 shards after the read commands on a busy machine, and once finished before the
+    # cancel; here it is at about a fifth.
     out = _salient(store, "attribute", "--dataset", "toy", "--teacher", teacher, "--max-new-tokens", "3",
-                   "--method", "integrated_gradients", "--n-steps", "64", "--shard-size", "10", "--actors", "1",
+                   "--method", "integrated_gradients", "--n-steps", "256", "--shard-size", "10", "--actors", "1",
                    "--num-cpus-per-actor", "1", "--max-in-flight-per-actor", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     launched = json.loads(out.stdout.strip().splitlines()[-1])
