@@ -336,8 +336,11 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name)
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
+    # 800 SVAMP training problems cannot fill three pools: the teacher also trains on the student's pool (never on
+    # validation or test), as a teacher fine-tuned on the task's training data would.
+    teacher_rows = teacher_pool + student_pool if name == "svamp" and args.teacher_sees_student else teacher_pool
     if name == "svamp" and not template:
-        return run_svamp(args, cat, log, teacher_pool, student_pool, val_pool, test)
+        return run_svamp(args, cat, log, teacher_rows, student_pool, val_pool, test)
     answer_arms = [a for a in ANSWER_TAG_ARMS if a in args.arms]
     if answer_arms and labels is not None and not template:  # checked before the teacher's minutes are spent
         raise ValueError(f"{name}: {', '.join(answer_arms)} tag the answer's words inside the input, and only a "
@@ -360,8 +363,6 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher",
                                        None if mc else labels)
         t = time.perf_counter()
-        # 800 SVAMP problems cannot fill three pools: as in run_svamp, the teacher may also train on the student pool
-        teacher_rows = teacher_pool + student_pool if template and args.teacher_sees_student else teacher_pool
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
@@ -606,7 +607,7 @@ def build_minilm_encdec(path: Path, layers: int | None) -> Path:
     return path
 
 
-def run_svamp(args, cat: Catalog, log, teacher_pool, student_pool, val_pool, test) -> list[dict]:
+def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, test) -> list[dict]:
     """SVAMP: a warm-started encoder-decoder teacher fine-tuned to write the equation, saliency rationales over the
     question, and the generative encdec student in every arm (no answer choices: no teacher distribution, no KD)."""
     from attribution_worker.tiny_train import train_tiny_teacher
@@ -616,9 +617,6 @@ def run_svamp(args, cat: Catalog, log, teacher_pool, student_pool, val_pool, tes
     if bad:
         raise ValueError(f"svamp: arms {bad} need a teacher distribution over answer choices, which free-form "
                          "equations do not have; drop them from --arms")
-    # 800 training problems cannot fill three pools: the teacher also trains on the student's pool (never on
-    # validation or test), as a teacher fine-tuned on the task's training data would.
-    teacher_rows = teacher_pool + student_pool if args.teacher_sees_student else teacher_pool
     path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,

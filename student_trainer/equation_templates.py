@@ -11,8 +11,8 @@ are sorted, so a template names which quantities meet under which operation, not
 "( 8.0 - 3.0 )" and "( 3.0 + 8.0 )" over "... 3 ... 8 ..." are "( n0 - n1 )" and "( n0 + n1 )".
 `instantiate` puts the order back by value: the larger operand first under - and / (SVAMP's answers
 are positive). A template is kept only where that round trip gives the gold equation's value (789 of
-SVAMP's 800 training problems), so a correct template is a correct answer. `mark_quantities` writes each quantity's name before it in the input, so a student can see
-which number is n0.
+SVAMP's 800 training problems), so a correct template is a correct answer. `mark_quantities` writes
+each quantity's name before it in the input, so a student can see which number is n0.
 """
 from __future__ import annotations
 
