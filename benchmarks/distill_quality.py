@@ -183,6 +183,34 @@ def build_minilm_classifier(path: Path, labels: list[str] | None) -> Path:
     return path
 
 
+def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
+    """Copy the classifier saved at `src` to `path` for further fine-tuning, after checking that its head is over
+    `labels` (or is a multiple-choice scorer where `labels` is None)."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(src))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--teacher-init {src}: no model config there ({e}); pass the teacher directory an earlier "
+                         "run logged (`teacher fine-tuned on N rows in DIR`)") from e
+    kind = (config.architectures or ["?"])[0]
+    found = None if kind.endswith("ForMultipleChoice") else [config.id2label[i] for i in sorted(config.id2label)]
+    if found != labels:
+        raise ValueError(f"--teacher-init {src}: a {kind} over {found}, but this dataset's teacher is over {labels}; "
+                         "start from a teacher of the same label set (e-SNLI for ANLI)")
+    shutil.copytree(src, path)
+    return path
+
+
+def teacher_sees_student(name: str, args) -> bool:
+    """Whether the teacher also trains on the student's pool (never on validation or test), as a teacher fine-tuned
+    on the task's training data would: `--teacher-sees-student` where given, else only on SVAMP, whose 800
+    training problems cannot fill three pools (ANLI-R1's 1,000 rows barely do: pass it there)."""
+    return args.teacher_sees_student if args.teacher_sees_student is not None else name == "svamp"
+
+
 def pool_split(rows: list[dict], sizes: list[int], name: str) -> list[list[dict]]:
     """Disjoint consecutive pools of `rows` ordered by sha256("pool:" + example_id) (the same for every run)."""
     import hashlib
@@ -336,9 +364,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name)
     test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
-    # 800 SVAMP training problems cannot fill three pools: the teacher also trains on the student's pool (never on
-    # validation or test), as a teacher fine-tuned on the task's training data would.
-    teacher_rows = teacher_pool + student_pool if name == "svamp" and args.teacher_sees_student else teacher_pool
+    teacher_rows = teacher_pool + student_pool if teacher_sees_student(name, args) else teacher_pool
     if name == "svamp" and not template:
         return run_svamp(args, cat, log, teacher_rows, student_pool, val_pool, test)
     answer_arms = [a for a in ANSWER_TAG_ARMS if a in args.arms]
@@ -360,8 +386,12 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         path = Path(args.teacher_dir)
         log(f"  teacher reused from {path}")
     else:
-        path = build_minilm_classifier(Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher",
-                                       None if mc else labels)
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
+        if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this one
+            init_teacher(path, Path(args.teacher_init), None if mc else labels)
+            log(f"  teacher starts from {args.teacher_init}")
+        else:
+            build_minilm_classifier(path, None if mc else labels)
         t = time.perf_counter()
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
@@ -617,6 +647,9 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     if bad:
         raise ValueError(f"svamp: arms {bad} need a teacher distribution over answer choices, which free-form "
                          "equations do not have; drop them from --arms")
+    if args.teacher_init:
+        raise ValueError("svamp: --teacher-init starts a classifier teacher; the equation writer is built fresh "
+                         "(use --svamp-task template for a classifier, or drop --teacher-init)")
     path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
@@ -699,8 +732,11 @@ def main(argv=None) -> int:
                    help="svamp: `equation`, a BERT2BERT teacher and encdec students write the equation; `template`, "
                    "MiniLM classifiers pick its template over the question's numbered quantities "
                    "(student_trainer.equation_templates), so every extractive and KD arm applies")
-    p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=True,
-                   help="svamp: the teacher also trains on the student's pool (800 problems cannot fill three pools)")
+    p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=None,
+                   help="real: the teacher also trains on the student's pool, never on validation or test (default: "
+                   "svamp only, whose 800 problems cannot fill three pools)")
+    p.add_argument("--teacher-init", help="real (a classifier teacher): fine-tune a teacher an earlier run saved (the "
+                   "directory its log names, e.g. an e-SNLI teacher for anli1) instead of MiniLM with a new head")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
                    "(the directory its log names) instead of fine-tuning one")
     p.add_argument("--palm-max-df", type=float, default=0.1,
@@ -721,6 +757,8 @@ def main(argv=None) -> int:
     unknown = set(args.arms) - set(ARMS)
     if args.arms != ["teacher"] and unknown:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
+    if args.teacher_dir and args.teacher_init:
+        p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
     if args.teacher_batch is not None and args.teacher_batch < 1:
         p.error(f"--teacher-batch must be at least 1 (examples per teacher step), got {args.teacher_batch}")
     defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,

@@ -1,0 +1,58 @@
+"""The real-data benchmark's teacher options: which rows it trains on, and starting it from an earlier teacher."""
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+from transformers import BertConfig, BertForSequenceClassification
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
+NLI = ["entailment", "neutral", "contradiction"]
+
+
+@pytest.fixture(scope="module")
+def dq():
+    spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_classifier(path: Path, labels: list[str]) -> Path:
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                        label2id={l: i for i, l in enumerate(labels)})
+    BertForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def test_the_teacher_sees_the_student_pool_on_svamp_by_default_and_anywhere_when_asked(dq):
+    default, yes, no = (argparse.Namespace(teacher_sees_student=v) for v in (None, True, False))
+    assert [dq.teacher_sees_student(d, default) for d in ("svamp", "anli1", "esnli", "cqa")] == [True, False, False, False]
+    assert dq.teacher_sees_student("anli1", yes) and not dq.teacher_sees_student("svamp", no)
+
+
+def test_teacher_init_copies_a_teacher_over_the_same_labels(dq, tmp_path):
+    src = tiny_classifier(tmp_path / "esnli-teacher", NLI)
+    out = dq.init_teacher(tmp_path / "anli-teacher", src, NLI)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in src.iterdir())
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_teacher_init_refuses_other_labels_or_a_directory_without_a_model(dq, tmp_path):
+    src = tiny_classifier(tmp_path / "cqa-letters", ["(a)", "(b)"])
+    with pytest.raises(ValueError, match=r"over \['\(a\)', '\(b\)'\], but this dataset's teacher is over "
+                                         r"\['entailment', 'neutral', 'contradiction'\]; start from a teacher"):
+        dq.init_teacher(tmp_path / "t1", src, NLI)
+    with pytest.raises(ValueError, match="no model config there"):
+        dq.init_teacher(tmp_path / "t2", tmp_path / "nothing-here", NLI)
+    assert not (tmp_path / "t1").exists() and not (tmp_path / "t2").exists()  # nothing half-copied
+
+
+def test_teacher_init_and_teacher_dir_together_are_refused_before_any_work(dq, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
+    with pytest.raises(SystemExit) as exit_:
+        dq.main(["--task", "real", "--datasets", "anli1", "--teacher-dir", str(tmp_path / "a"),
+                 "--teacher-init", str(tmp_path / "b"), "--store", str(tmp_path / "store")])
+    assert exit_.value.code == 2
+    assert "--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further" in capsys.readouterr().err
