@@ -1,6 +1,9 @@
 """Fixtures of the trainer tests (helpers live in st_helpers.py)."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from st_helpers import add_job, toy_rows
@@ -12,3 +15,13 @@ def toy(catalog):
     add_job(catalog, "toy", "job1", {"train": toy_rows(80, "train", error_every=10), "test": toy_rows(30, "test")})
     return catalog
 
+
+
+@pytest.fixture(scope="module")
+def dq():
+    """benchmarks/distill_quality.py, imported as a module (benchmarks/ is not a package)."""
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
+    spec = importlib.util.spec_from_file_location("distill_quality", bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

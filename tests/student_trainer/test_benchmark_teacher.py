@@ -1,21 +1,11 @@
 """The real-data benchmark's teacher options: which rows it trains on, and starting it from an earlier teacher."""
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
 NLI = ["entailment", "neutral", "contradiction"]
-
-
-@pytest.fixture(scope="module")
-def dq():
-    spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_classifier(path: Path, labels: list[str]) -> Path:

@@ -1,16 +1,12 @@
 """SVAMP as template classification (student_trainer.equation_templates): a correct template is a correct answer."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from student_trainer.equation_templates import equation_template, instantiate, mark_quantities, quantities
 from student_trainer.evaluate import equation_match
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
 
 
 def test_a_template_names_quantities_in_reading_order_and_ignores_operand_order():
@@ -47,14 +43,6 @@ def test_svamp_problems_round_trip_to_their_gold_value(shared_datasets):
     assert len(found) >= 780, f"only {len(found)} of {len(rows)} SVAMP problems have a template"
     assert all(equation_match(instantiate(t, r["input"]), r["label"]) for r, t in found)
     assert len({t for _, t in found}) < 80  # few shapes: a label space a classifier can learn
-
-
-@pytest.fixture(scope="module")
-def dq():
-    spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_drops_training_problems_without_a_template_but_keeps_test_ones(dq):

@@ -4,9 +4,7 @@ The extractive student finds a rationale's tokens through `student_trainer.data.
 rationale that repeats a word of the input must land on the intended occurrence."""
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,16 +14,7 @@ from storage.adapters import cqa_input
 from student_trainer.data import rationale_spans
 from student_trainer.equation_templates import mark_quantities
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
 CHOICES = ["wash dishes", "eat vegetables", "eat quickly", "have food", "eat hamburger"]
-
-
-@pytest.fixture(scope="module")
-def dq():
-    spec = importlib.util.spec_from_file_location("distill_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def teacher_row(question: str, weights: dict[str, float], k: int = 6) -> dict:
