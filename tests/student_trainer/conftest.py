@@ -16,7 +16,6 @@ def toy(catalog):
     return catalog
 
 
-
 @pytest.fixture(scope="module")
 def dq():
     """benchmarks/distill_quality.py, imported as a module (benchmarks/ is not a package)."""

@@ -3,17 +3,15 @@ import argparse
 from pathlib import Path
 
 import pytest
-from transformers import BertConfig, BertForSequenceClassification
+
+from attribution_worker.tiny import build_tiny_teacher
 
 NLI = ["entailment", "neutral", "contradiction"]
+TEXTS = ["a man plays a guitar", "nobody is outside"]
 
 
 def tiny_classifier(path: Path, labels: list[str]) -> Path:
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                        label2id={l: i for i, l in enumerate(labels)})
-    BertForSequenceClassification(config).save_pretrained(path)
-    return path
+    return build_tiny_teacher(path, kind="classifier", texts=TEXTS, labels=labels)
 
 
 def test_the_teacher_sees_the_student_pool_on_svamp_by_default_and_anywhere_when_asked(dq):
@@ -27,6 +25,8 @@ def test_teacher_init_copies_a_teacher_over_the_same_labels(dq, tmp_path):
     out = dq.init_teacher(tmp_path / "anli-teacher", src, NLI)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in src.iterdir())
     assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    mc = build_tiny_teacher(tmp_path / "cqa-mc", kind="multiple_choice", texts=TEXTS)
+    assert dq.init_teacher(tmp_path / "cqa-teacher", mc, None).is_dir()  # no labels: a multiple-choice scorer
 
 
 def test_teacher_init_refuses_other_labels_or_a_directory_without_a_model(dq, tmp_path):
