@@ -350,6 +350,14 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
     return rows
 
 
+def test_slice(rows: list[dict], offset: int, n: int, name: str) -> list[dict]:
+    """Test rows `offset` .. `offset + n` in example-id order: a later run can score rows an earlier one never read."""
+    if offset >= len(rows):
+        raise ValueError(f"{name}: --test-offset {offset} is past the test split's {len(rows)} rows; pass an offset "
+                         f"below {len(rows)}")
+    return sorted(rows, key=lambda r: r["example_id"])[offset:offset + n]
+
+
 def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.ingest import IngestOptions, prepare
@@ -364,7 +372,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         log(f"  {len(labels)} equation templates in the training problems")
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name)
-    test = sorted(parts[test_split], key=lambda r: r["example_id"])[:args.n_test]
+    test = test_slice(parts[test_split], args.test_offset, args.n_test, name)
     teacher_rows = teacher_pool + student_pool if teacher_sees_student(name, args) else teacher_pool
     if name == "svamp" and not template:
         return run_svamp(args, cat, log, teacher_rows, student_pool, val_pool, test)
@@ -699,6 +707,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-train", type=int, default=None, help="student training rows (planted 100, real 2000)")
     p.add_argument("--n-val", type=int, default=None, help="validation rows (planted 200, real 300)")
     p.add_argument("--n-test", type=int, default=None, help="test rows (planted 1000, real 1000)")
+    p.add_argument("--test-offset", type=int, default=0, help="real: skip this many test rows (example-id order) "
+                   "before taking --n-test, to score rows an earlier run did not read")
     p.add_argument("--teacher-train", type=int, default=None, help="teacher training rows (planted 3000, real 3000)")
     p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (planted 1500, real 400)")
     p.add_argument("--teacher-batch", type=int, default=None, help="teacher batch (32; svamp equation writer 16)")
@@ -760,6 +770,9 @@ def main(argv=None) -> int:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
+    if args.test_offset < 0 or (planted and args.test_offset):
+        p.error(f"--test-offset takes a row count of the real test split (0 or more), got {args.test_offset}"
+                + (" with --task planted, whose test rows are generated" if planted else ""))
     if args.teacher_batch is not None and args.teacher_batch < 1:
         p.error(f"--teacher-batch must be at least 1 (examples per teacher step), got {args.teacher_batch}")
     defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,

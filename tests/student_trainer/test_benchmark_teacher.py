@@ -1,5 +1,7 @@
-"""The real-data benchmark's teacher options: which rows it trains on, and starting it from an earlier teacher."""
+"""The real-data benchmark's teacher options (which rows it trains on, starting it from an earlier teacher) and its
+choice of test rows."""
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,27 @@ def test_teacher_init_and_teacher_dir_together_are_refused_before_any_work(dq, t
                  "--teacher-init", str(tmp_path / "b"), "--store", str(tmp_path / "store")])
     assert exit_.value.code == 2
     assert "--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further" in capsys.readouterr().err
+
+
+def test_test_offset_takes_later_rows_in_example_id_order_and_refuses_an_offset_past_the_end(dq):
+    rows = [{"example_id": f"t{i:03d}"} for i in reversed(range(10))]  # the file's order is not the id order
+    first, later = dq.test_slice(rows, 0, 4, "anli1"), dq.test_slice(rows, 4, 100, "anli1")
+    assert [r["example_id"] for r in first] == ["t000", "t001", "t002", "t003"]
+    assert [r["example_id"] for r in later] == [f"t{i:03d}" for i in range(4, 10)]  # the rest, none read before
+    with pytest.raises(ValueError, match=r"anli1: --test-offset 10 is past the test split's 10 rows; pass an offset "
+                                         r"below 10"):
+        dq.test_slice(rows, 10, 4, "anli1")
+
+
+@pytest.mark.parametrize("task, offset, why", [("real", "-1", "got -1$"),
+                                               ("planted", "5", "got 5 with --task planted, whose test rows are")])
+def test_test_offset_is_refused_at_parse_time_when_negative_or_planted(dq, tmp_path, monkeypatch, capsys,
+                                                                        task, offset, why):
+    monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
+    monkeypatch.setattr(dq, "run_planted", lambda *a: pytest.fail("the planted task ran with a test offset"))
+    with pytest.raises(SystemExit) as exit_:
+        dq.main(["--task", task, "--datasets", "anli1", "--test-offset", offset, "--store", str(tmp_path / "s")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--test-offset takes a row count of the real test split (0 or more)" in err
+    assert re.search(why, err)
