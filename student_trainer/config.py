@@ -184,12 +184,14 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def field_docs() -> dict[str, str]:
-    """{field name: its docstring}, read from this file's source (feeds the CLI help and docs/trainer.md)."""
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """{field name: its docstring} of a dataclass (TrainConfig by default), read from its source (feeds the CLI
+    help and docs/trainer.md)."""
     import ast
     import inspect
+    import textwrap
 
-    tree = ast.parse(inspect.getsource(TrainConfig))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     docs = {}
     for prev, node in zip(body, body[1:]):

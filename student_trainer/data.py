@@ -88,6 +88,23 @@ def _hash01(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / float(16 ** 12)
 
 
+def pool_split(rows: list[dict], sizes: list[int], name: str) -> list[list[dict]]:
+    """Disjoint consecutive pools of `rows`, ordered by sha256("pool:" + example_id): the same pools in every run.
+
+    How a dataset without a training split (the shared e-SNLI and ANLI) gives a teacher, a student and a
+    validation set that never share a row: `teacher, student, val = pool_split(valid_rows, [3000, 250, 100], "esnli")`.
+    """
+    ordered = sorted(rows, key=lambda r: hashlib.sha256(f"pool:{r['example_id']}".encode()).hexdigest())
+    if len(ordered) < sum(sizes):
+        raise ValueError(f"{name}: {len(ordered)} rows < {' + '.join(map(str, sizes))} for the teacher-train / "
+                         "student-train / validation pools; ask for fewer rows (--teacher-train / --n-train / --n-val)")
+    out, at = [], 0
+    for n in sizes:
+        out.append(ordered[at:at + n])
+        at += n
+    return out
+
+
 def dataset_shards(catalog: Catalog, dataset: str, job: str | None = None) -> list[str]:
     """Store-relative paths of the committed shards of `dataset` (optionally of one job), sorted."""
     sql = ('SELECT s.path FROM shards s JOIN jobs j ON s.job_id = j.job_id WHERE j.dataset = ?')

@@ -1,34 +1,46 @@
-"""The demo (`make demo`) end to end at a small size: ingest, teacher, Ray job, SQL, student, registry."""
+"""The demo (`make demo`) end to end at a small size: ingest, the e-SNLI slice, teacher, Ray job, SQL, students."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
+SMALL = dict(teacher_rows=200, teacher_steps=4, student_rows=40, val_rows=20, test_rows=20, student_steps=6)
 
 
 def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets):
-    from api.demo import run_demo
+    from api.demo import DEMO_DATASET, DemoConfig, run_demo
     from storage import Catalog
 
     lines: list[str] = []
+    cfg = DemoConfig(**SMALL)
     with Catalog.open(store) as cat:
-        summary = run_demo(cat, datasets_dir=shared_datasets, rows=60, teacher_steps=20, student_steps=20,
-                           fit_rows_n=200, say=lines.append)
-        assert summary["examples"] == 9741 + 1221 + 800 + 200 + 9842 + 9824 + 1000 + 1000
-        assert summary["job"]["status"] == "succeeded" and summary["job"]["rows"] == 60
-        assert summary["rationales"] == 60
-        assert cat.query("SELECT count(DISTINCT example_id) AS n FROM rationales WHERE dataset = 'esnli'")[0]["n"] == 60
-        assert summary["run"]["promoted"] is True
-        assert set(summary["run"]["val_accuracy"]) == {"student", "baseline"}
+        summary = run_demo(cat, datasets_dir=shared_datasets, cfg=cfg, say=lines.append)
+        assert summary["examples"] == 9741 + 1221 + 800 + 200 + 9842 + 9824 + 1000 + 1000 + 40 + 20 + 20
+        assert summary["job"]["status"] == "succeeded" and summary["job"]["rows"] == 80
+        assert summary["rationales"] == 80
+        per_split = {r["split"]: r["n"] for r in cat.query(
+            "SELECT split, count(DISTINCT example_id) AS n FROM rationales WHERE dataset = ? GROUP BY split", [DEMO_DATASET])}
+        assert per_split == {"train": 40, "valid": 20, "test": 20}
+        # the slice's pools never share a row, and the teacher trained on none of them
+        ids = cat.query("SELECT example_id FROM rationales WHERE dataset = ?", [DEMO_DATASET])
+        assert len({r["example_id"] for r in ids}) == 80
+        # every row carries the teacher's distribution over the three labels (what the KD term reads)
+        probs = cat.query("SELECT answer_choices, answer_probs FROM rationales WHERE dataset = ?", [DEMO_DATASET])
+        assert all(r["answer_choices"] == ["entailment", "neutral", "contradiction"] for r in probs)
+        assert all(abs(sum(r["answer_probs"]) - 1) < 1e-4 for r in probs)
         # NLI labels are scaffolding: never a rationale word
         assert cat.query("SELECT count(*) AS n FROM rationale_tokens WHERE token IN ('premise:', 'hypothesis:')")[0]["n"] == 0
+        run = summary["run"]
+        assert run["promoted"] is True and set(run["val_accuracy"]) == {"student", "baseline"}
+        assert 0 <= run["test_accuracy"]["student"] <= 1 and 0 <= run["teacher_test_accuracy"] <= 1
+        gap = next(line for line in lines if line.strip().startswith("gap "))
+        assert f"{run['gap_points']:+.1f} points" in gap  # the printed gap is this run's
 
-        again = run_demo(cat, datasets_dir=shared_datasets, rows=60, teacher_steps=20, student_steps=20,
-                         fit_rows_n=200, say=lines.append)
+        again = run_demo(cat, datasets_dir=shared_datasets, cfg=cfg, say=lines.append)
         assert again["job"]["job_id"] == summary["job"]["job_id"] and again["job"]["committed_now"] == 0
-        assert cat.query("SELECT count(*) AS n FROM rationales WHERE dataset = 'esnli'")[0]["n"] == 60  # no duplicates
+        assert cat.query("SELECT count(*) AS n FROM rationales WHERE dataset = ?", [DEMO_DATASET])[0]["n"] == 80
     assert any("unchanged" in line for line in lines)
+    assert any("teacher already fine-tuned" in line for line in lines)
 
 
 def test_demo_names_the_fix_for_a_missing_datasets_dir(tmp_path):
@@ -36,3 +48,11 @@ def test_demo_names_the_fix_for_a_missing_datasets_dir(tmp_path):
                           "--datasets-dir", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "--datasets-dir" in out.stderr and "SALIENT_SHARED_DATASETS" in out.stderr
+
+
+def test_demo_refuses_sizes_below_one_naming_the_flag(tmp_path, shared_datasets):
+    out = subprocess.run([sys.executable, "-m", "api", "--store", str(tmp_path / "s"), "demo", "--datasets-dir",
+                          str(shared_datasets), "--student-rows", "0"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "--student-rows 0" in out.stderr
+    assert not (tmp_path / "s" / "datasets").exists()  # refused before anything was written

@@ -6,14 +6,18 @@ import pytest
 
 @pytest.mark.slow
 def test_service_demo_runs_every_stage_and_writes_the_report(tmp_path, shared_datasets):
+    from api.demo import DemoConfig
     from api.demo_service import run_service_demo
 
     lines: list[str] = []
     report = tmp_path / "demo-report.html"
-    out = run_service_demo(str(tmp_path / "store"), datasets_dir=shared_datasets, rows=40, teacher_steps=10,
-                           student_steps=10, fit_rows_n=100, report=report, say=lines.append)
+    cfg = DemoConfig(teacher_rows=200, teacher_steps=4, student_rows=40, val_rows=20, test_rows=20, student_steps=6)
+    out = run_service_demo(str(tmp_path / "store"), datasets_dir=shared_datasets, cfg=cfg, report=report,
+                           say=lines.append)
     assert set(out["times"]) == {"start service", "1 upload", "2 teacher", "3 attribute", "4 sql", "5 student", "total"}
     html = report.read_text()
     assert html.count('class="heat"') == 12 and 'class="rationale"' in html
     assert "mean comprehensiveness" in html and "Students" in html and "<script" not in html
-    assert any(line.strip().startswith("succeeded: 4/4 shards, 40/40 rows") for line in lines), lines
+    assert "the teacher&#x27;s rationales + distribution" in html and f"gap {out['run']['gap']:+.1f} points" in html
+    assert any(line.strip().startswith("succeeded: 4/4 shards, 80/80 rows") for line in lines), lines
+    assert any(line.strip().startswith("esnli-demo train       40 rows") for line in lines), lines
