@@ -17,6 +17,7 @@ def test_service_demo_runs_every_stage_and_writes_the_report(tmp_path, shared_da
     assert set(out["times"]) == {"start service", "1 upload", "2 teacher", "3 attribute", "4 sql", "5 student", "total"}
     html = report.read_text()
     assert html.count('class="heat"') == 12 and 'class="rationale"' in html
+    assert "esnli-demo / every split" in html  # the job covers the slice's three splits
     assert "mean comprehensiveness" in html and "Students" in html and "<script" not in html
     assert "the teacher&#x27;s rationales + distribution" in html and f"gap {out['run']['gap']:+.1f} points" in html
     assert any(line.strip().startswith("succeeded: 4/4 shards, 80/80 rows") for line in lines), lines

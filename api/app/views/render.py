@@ -80,7 +80,7 @@ def rationale_page(row: dict) -> str:
 
 
 def job_page(job: dict, summary: dict, rows: list[dict]) -> str:
-    head = [("status", job.get("status")), ("dataset / split", f"{job.get('dataset')} / {job.get('split')}"),
+    head = [("status", job.get("status")), ("dataset / split", f"{job.get('dataset')} / {job.get('split') or 'every split'}"),
             ("rows done / total", f"{job.get('done_rows')} / {job.get('total_rows')}"),
             ("error rows", job.get("error_rows")), ("shards", f"{job.get('shards_done')} / {job.get('shards_total')}"),
             ("message", job.get("message"))]
