@@ -100,8 +100,12 @@ def write_slice(catalog: Catalog, cfg: DemoConfig) -> tuple[dict[str, Path], lis
     from student_trainer.data import pool_split
 
     valid = dataset_rows(catalog, "esnli", split="valid")
-    test = sorted(dataset_rows(catalog, "esnli", split="test"), key=lambda r: r["example_id"])[:cfg.test_rows]
-    teacher, train, val = pool_split(valid, [cfg.teacher_rows, cfg.student_rows, cfg.val_rows], "esnli valid")
+    test = sorted(dataset_rows(catalog, "esnli", split="test"), key=lambda r: r["example_id"])
+    if cfg.test_rows > len(test):
+        raise ValueError(f"--test-rows {cfg.test_rows}: e-SNLI's test file has {len(test)} rows; ask for at most that")
+    test = test[:cfg.test_rows]
+    teacher, train, val = pool_split(valid, [cfg.teacher_rows, cfg.student_rows, cfg.val_rows], "e-SNLI valid",
+                                     flags="--teacher-rows / --student-rows / --val-rows")
     folder = catalog.store.local_dir / "demo" / "slice"
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -114,14 +118,14 @@ def write_slice(catalog: Catalog, cfg: DemoConfig) -> tuple[dict[str, Path], lis
 
 
 def fit_teacher(catalog: Catalog, teacher_rows: list[dict], cfg: DemoConfig, say: Callable[[str], None]) -> Path:
-    """all-MiniLM-L6-v2 with a new e-SNLI head, fine-tuned on `teacher_rows`, in <store>/demo/teacher-minilm
-    (kept: a later run reuses it)."""
+    """all-MiniLM-L6-v2 with a new e-SNLI head, fine-tuned on `teacher_rows`, in
+    <store>/demo/teacher-minilm-<rows>x<steps> (kept: a later run with the same sizes reuses it)."""
     from attribution_worker.pretrained import build_classifier_teacher
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.parquet_io import atomic_dir
     from student_trainer.compare import minilm_checkpoint
 
-    teacher_dir = catalog.store.local_dir / "demo" / "teacher-minilm"
+    teacher_dir = catalog.store.local_dir / "demo" / f"teacher-minilm-{cfg.teacher_rows}x{cfg.teacher_steps}"
     if (teacher_dir / "config.json").exists():
         say(f"   teacher already fine-tuned: {teacher_dir}")
         return teacher_dir
@@ -140,7 +144,28 @@ def job_spec(teacher_dir: Path, cfg: DemoConfig) -> dict:
     rows = cfg.student_rows + cfg.val_rows + cfg.test_rows
     return {"dataset": DEMO_DATASET, "teacher": str(teacher_dir), "method": "saliency", "k": cfg.k,
             "template": "generic", "scaffolding": "nli", "shard_size": max(10, -(-rows // 4)), "actors": 1,
-            "num_cpus_per_actor": min(2, os.cpu_count() or 1)}  # the demo's one actor may use both cores
+            **_actor_cpus()}
+
+
+def _actor_cpus() -> dict:
+    """{"num_cpus_per_actor": 2} when the demo's one actor can have two cores of a local Ray cluster that counts
+    them all (attribution then takes about half as long); {} (the setting's default, 1) when this process sees
+    fewer than two CPUs, when a cluster is joined (RAY_ADDRESS), or when the CPUs are set by SALIENT_RAY_NUM_CPUS
+    or SALIENT_NUM_CPUS_PER_ACTOR: an actor asking for more CPUs than a node has would never start."""
+    from storage.settings import setting
+
+    pinned = [os.environ.get(v) for v in ("RAY_ADDRESS", "SALIENT_RAY_NUM_CPUS", setting("num_cpus_per_actor").env_var)]
+    if any(pinned) or len(os.sched_getaffinity(0)) < 2:
+        return {}
+    return {"num_cpus_per_actor": 2}
+
+
+def say_table(say: Callable[[str], None], title: str, sql: str, columns: list[str], rows: list) -> None:
+    """One SQL answer as the demo prints it (both paths)."""
+    say(f"   -- {title}: {sql}")
+    say("   " + " | ".join(columns))
+    for row in rows:
+        say("   " + " | ".join("" if v is None else str(v) for v in row))
 
 
 def sql_queries(job_id: str) -> dict[str, str]:
@@ -154,20 +179,22 @@ def sql_queries(job_id: str) -> dict[str, str]:
     }
 
 
-def student_stage(catalog: Catalog, cfg: DemoConfig, say: Callable[[str], None]) -> dict:
-    """Students from the job's shards: rationales + KD vs plain fine-tuning (student_trainer.compare)."""
+def student_stage(catalog: Catalog, cfg: DemoConfig, job_id: str, say: Callable[[str], None]) -> dict:
+    """Students from job `job_id`'s shards only: rationales + KD vs plain fine-tuning (student_trainer.compare)."""
     from student_trainer.compare import minilm_checkpoint, rationale_gain
 
-    result = rationale_gain(catalog, DEMO_DATASET, checkpoint=minilm_checkpoint(), student_layers=cfg.student_layers,
-                            steps=cfg.student_steps, seeds=list(cfg.seeds), label_weight=0.8, kd_weight=0.5,
-                            kd_temperature=2.0, eval_every=40, max_input_tokens=64)
+    a, w, tau = 0.8, 0.5, 2.0  # the benchmark's real-data defaults (docs/trainer.md)
+    result = rationale_gain(catalog, DEMO_DATASET, job=job_id, checkpoint=minilm_checkpoint(),
+                            student_layers=cfg.student_layers, steps=cfg.student_steps, seeds=list(cfg.seeds),
+                            label_weight=a, kd_weight=w, kd_temperature=tau, eval_every=40, max_input_tokens=64)
     seeds = ", ".join(map(str, cfg.seeds))
-    say(f"   student: all-MiniLM-L6-v2, first {cfg.student_layers} layers, {cfg.student_rows} e-SNLI rows, "
+    say(f"   student: all-MiniLM-L6-v2, first {cfg.student_layers} layers, {result['rows']['train']} e-SNLI rows, "
         f"{cfg.student_steps} steps, seed {seeds}; teacher test accuracy {result['teacher']:.3f}")
-    say(f"   with the teacher's rationales + distribution (a=0.8 tagging, w=0.5 KD)  test accuracy "
-        f"{result['with_rationales']:.3f}")
-    say(f"   without (plain fine-tuning, a=1)                                   test accuracy {result['without']:.3f}")
-    say(f"   gap {result['gap']:+.1f} points (measured in this run, {result['seconds']} s; {cfg.test_rows} test rows)")
+    with_label = f"with the teacher's rationales + distribution (a={a} tagging, w={w} KD, tau={tau})"
+    without_label = "without (plain fine-tuning, a=1)"
+    say(f"   {with_label}  test accuracy {result['with_rationales']:.3f}")
+    say(f"   {without_label:{len(with_label)}s}  test accuracy {result['without']:.3f}")
+    say(f"   gap {result['gap']:+.1f} points (measured in this run, {result['seconds']} s; {result['rows']['test']} test rows)")
     say(f"   this comparison at 3 seeds, KD and tagging alone, the other datasets: {REAL_DATA_TABLE}")
     return {**result, "dataset": DEMO_DATASET}
 
@@ -208,14 +235,11 @@ def run_demo(catalog: Catalog, *, datasets_dir: Path, cfg: DemoConfig | None = N
     say("== 4/5 SQL over the rationale tables (read-only sandbox)")
     for title, sql in sql_queries(job["job_id"]).items():
         result = run_sql(catalog, sql)
-        say(f"   -- {title}: {sql}")
-        say("   " + " | ".join(result.columns))
-        for row in result.rows:
-            say("   " + " | ".join("" if v is None else str(v) for v in row))
-    summary["rationales"] = catalog.query("SELECT count(*) AS n FROM rationales WHERE dataset = ?", [DEMO_DATASET])[0]["n"]
+        say_table(say, title, sql, result.columns, result.rows)
+    summary["rationales"] = catalog.query("SELECT count(*) AS n FROM rationales WHERE job_id = ?", [job["job_id"]])[0]["n"]
 
     say("== 5/5 distil a pretrained student with and without the teacher's signal (student_trainer.compare)")
-    stage = student_stage(catalog, cfg, say)
+    stage = student_stage(catalog, cfg, job["job_id"], say)
     say(f"   run {stage['run_id']} -> {stage['run_dir']} (promoted: {stage['promoted']}; {stage['promotion']})")
     summary["run"] = {"run_id": stage["run_id"], "promoted": stage["promoted"], "val_accuracy": stage["val"],
                       "test_accuracy": {"student": stage["with_rationales"], "baseline": stage["without"]},

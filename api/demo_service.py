@@ -26,7 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from api.demo import (DEMO_DATASET, DSS_DATASETS, DemoConfig, check_datasets_dir, fit_teacher, job_spec,
+from api.demo import (DEMO_DATASET, DSS_DATASETS, DemoConfig, check_datasets_dir, fit_teacher, job_spec, say_table,
                       sql_queries, student_stage, write_slice)
 
 
@@ -129,15 +129,12 @@ def run_service_demo(store: str, *, datasets_dir: Path, cfg: DemoConfig | None =
         t0 = time.perf_counter()
         for title, sql in sql_queries(job_id).items():
             result = client.request("POST", "/v1/sql", json={"query": sql}).json()
-            say(f"   -- {title} ({result['elapsed_ms']} ms): {sql}")
-            say("   " + " | ".join(result["columns"]))
-            for row in result["rows"]:
-                say("   " + " | ".join("" if v is None else str(v) for v in row))
+            say_table(say, f"{title} ({result['elapsed_ms']} ms)", sql, result["columns"], result["rows"])
         stage("4 sql", t0)
 
         say("== 5/5 distil a pretrained student with and without the teacher's signal (student_trainer.compare)")
         t0 = time.perf_counter()
-        run = student_stage(catalog, cfg, say)
+        run = student_stage(catalog, cfg, job_id, say)
         models = client.request("GET", "/v1/models", params={"dataset": run["dataset"]}).json()
         say(f"   run {run['run_id']} (promoted: {run['promoted']}); GET /v1/models lists {len(models)} run(s)")
         stage("5 student", t0)

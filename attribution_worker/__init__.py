@@ -1,7 +1,8 @@
 """The attribution engine (DESIGN.md "Attribution"): teacher answers, word scores, top-k rationales.
 
 Library API: `engine.AttributionConfig`, `engine.AttributionEngine` (module docstrings give the
-contract); tiny teachers for tests and the demo: `tiny.build_tiny_teacher`.
+contract); tiny teachers for tests: `tiny.build_tiny_teacher`; a teacher from a pretrained encoder (the demo's):
+`pretrained.build_classifier_teacher`, fine-tuned by `tiny_train.train_tiny_teacher`.
 Imports are lazy so `import attribution_worker` stays cheap (torch loads on first use).
 """
 __all__ = ["AttributionConfig", "AttributionEngine", "build_tiny_teacher"]

@@ -28,15 +28,16 @@ def build_classifier_teacher(path: Path, checkpoint: str, labels: list[str] | No
 
     if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
         raise ValueError(f"labels {labels!r}: a classifier teacher needs two or more distinct label names")
-    if seed is not None:
-        torch.manual_seed(seed)
     # a checkpoint that already has a head of another shape (another task's classifier) gets a new one
-    if labels is None:
-        model = AutoModelForMultipleChoice.from_pretrained(checkpoint, ignore_mismatched_sizes=True)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
+    with torch.random.fork_rng(devices=[]):  # a seeded head leaves the caller's generator as it was
+        if seed is not None:
+            torch.manual_seed(seed)
+        if labels is None:
+            model = AutoModelForMultipleChoice.from_pretrained(checkpoint, ignore_mismatched_sizes=True)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(path)
     return Path(path)

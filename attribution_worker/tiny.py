@@ -1,4 +1,4 @@
-"""Tiny teachers built from configs (no downloads): for tests, the demo, benchmarks, Ray job tests.
+"""Tiny teachers built from configs (no downloads): for tests, benchmarks, Ray job tests.
 
     from attribution_worker.tiny import build_tiny_teacher, train_tiny_teacher
     path = build_tiny_teacher(tmp / "t5", kind="seq2seq", texts=["the cat sat", "a dog ran"])

@@ -1,4 +1,4 @@
-"""Fit a tiny teacher (tiny.py) on (input, target) pairs, in seconds on a CPU; saves it in place.
+"""Fit a teacher (a tiny one from tiny.py, or one from pretrained.py) on (input, target) pairs; saves it in place.
 
     path = build_tiny_teacher(tmp / "t5", texts=inputs + targets, d_model=64)
     stats = train_tiny_teacher(path, list(zip(inputs, targets)), steps=600)

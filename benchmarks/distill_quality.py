@@ -53,6 +53,7 @@ import torch  # noqa: E402
 
 from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
+from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
 from student_trainer.data import pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
@@ -160,17 +161,6 @@ REAL = {  # dataset -> (DSS format, splits to read, label set or None for letter
 LETTERS = "abcde"
 
 
-def minilm_dir() -> Path:
-    return Path(minilm_checkpoint())
-
-
-def build_minilm_classifier(path: Path, labels: list[str] | None) -> Path:
-    """MiniLM with a new head: a sequence classifier over `labels`, or (labels None) a multiple-choice scorer."""
-    from attribution_worker.pretrained import build_classifier_teacher
-
-    return build_classifier_teacher(path, str(minilm_dir()), labels)
-
-
 def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
     """Copy the classifier saved at `src` to `path` for further fine-tuning, after checking that its head is over
     `labels` (or is a multiple-choice scorer where `labels` is None)."""
@@ -256,7 +246,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
 
     student: extractive (the classification datasets) or encdec (SVAMP equations: every arm is the generative
     student). scorer: the trainer's (`auto` scores datasets named svamp* by equation value; templates: exact)."""
-    ckpt = str(minilm_dir()) if args.checkpoint == "minilm" else args.checkpoint
+    ckpt = minilm_checkpoint() if args.checkpoint == "minilm" else args.checkpoint
     common = dict(student=student, scorer=scorer, checkpoint=ckpt, max_target_tokens=args.max_target_tokens, student_layers=args.student_layers, seeds=args.seeds,
                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                   checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
@@ -373,7 +363,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             init_teacher(path, Path(args.teacher_init), None if mc else labels)
             log(f"  teacher starts from {args.teacher_init}")
         else:
-            build_minilm_classifier(path, None if mc else labels)
+            build_classifier_teacher(path, minilm_checkpoint(), None if mc else labels)
         t = time.perf_counter()
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
@@ -612,7 +602,7 @@ def build_minilm_encdec(path: Path, layers: int | None) -> Path:
 
     from student_trainer.students import warm_start_encdec
 
-    src = str(minilm_dir())
+    src = minilm_checkpoint()
     tok = AutoTokenizer.from_pretrained(src)
     warm_start_encdec(src, src, tok, encoder_layers=layers, decoder_layers=layers, seed=0).save_pretrained(path)
     tok.save_pretrained(path)
@@ -757,7 +747,7 @@ def main(argv=None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.tokenizer == "minilm":
-        args.tokenizer = str(minilm_dir())
+        args.tokenizer = minilm_checkpoint()
     if args.threads:
         torch.set_num_threads(args.threads)
     root = Path(args.store or tempfile.mkdtemp(prefix="distill-quality-"))

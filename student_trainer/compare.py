@@ -34,18 +34,21 @@ def minilm_checkpoint() -> str:
     return str(path)
 
 
-def rationale_gain(catalog: Catalog, dataset: str, *, checkpoint: str, student_layers: int | None = 2,
+def rationale_gain(catalog: Catalog, dataset: str, *, checkpoint: str, job: str | None = None,
+                   student_layers: int | None = 2,
                    steps: int = 60, seeds: list[int] | None = None, batch_size: int = 16, lr: float = 1e-4,
                    label_weight: float = 0.5, kd_weight: float = 0.0, kd_temperature: float = 1.0,
                    eval_every: int = 20, max_input_tokens: int = 128, threads: int | None = None,
                    promote: bool = True) -> dict:
-    """Train the extractive student with rationales (and KD when kd_weight > 0) and its plain twin on `dataset`.
+    """Train the extractive student with rationales (and KD when kd_weight > 0) and its plain twin on `dataset`
+    (only the rows of attribution job `job` when given; else every committed shard of the dataset).
 
     Returns {"with_rationales", "without", "gap" (test accuracy, mean over seeds; gap in points), "paired"
-    (per-seed differences: mean, std, values), "teacher", "run_id", "run_dir", "promoted", "seconds"}.
+    (per-seed differences: mean, std, values), "teacher", "rows" (train / val / test rows read), "run_id",
+    "run_dir", "promoted", "seconds"}.
     """
     t0 = time.perf_counter()
-    cfg = TrainConfig(dataset=dataset, student="extractive", checkpoint=checkpoint, student_layers=student_layers,
+    cfg = TrainConfig(dataset=dataset, job=job, student="extractive", checkpoint=checkpoint, student_layers=student_layers,
                       steps=steps, seeds=seeds or [0], batch_size=batch_size, lr=lr, label_weight=label_weight,
                       kd_weight=kd_weight, kd_temperature=kd_temperature,
                       eval_every=eval_every, checkpoint_every=steps, max_input_tokens=max_input_tokens,
@@ -58,5 +61,6 @@ def rationale_gain(catalog: Catalog, dataset: str, *, checkpoint: str, student_l
             "val": {"student": m["variants"]["student"]["val_accuracy"]["mean"],
                     "baseline": m["variants"]["baseline"]["val_accuracy"]["mean"]},
             "paired": m["paired_test_difference"], "teacher": m["teacher"]["test_accuracy"],
+            "rows": {k: m["counts"][k] for k in ("train", "val", "test")},
             "run_id": run["run_id"], "run_dir": run["run_dir"], "promoted": run["promoted"],
             "promotion": run["promotion"], "seconds": round(time.perf_counter() - t0, 1)}

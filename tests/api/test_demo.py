@@ -1,6 +1,7 @@
 """The demo (`make demo`) end to end at a small size: ingest, the e-SNLI slice, teacher, Ray job, SQL, students."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ SMALL = dict(teacher_rows=200, teacher_steps=4, student_rows=40, val_rows=20, te
 
 
 def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets):
-    from api.demo import DEMO_DATASET, DemoConfig, run_demo
+    from api.demo import DEMO_DATASET, DemoConfig, run_demo, write_slice
     from storage import Catalog
 
     lines: list[str] = []
@@ -22,8 +23,10 @@ def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets)
             "SELECT split, count(DISTINCT example_id) AS n FROM rationales WHERE dataset = ? GROUP BY split", [DEMO_DATASET])}
         assert per_split == {"train": 40, "valid": 20, "test": 20}
         # the slice's pools never share a row, and the teacher trained on none of them
-        ids = cat.query("SELECT example_id FROM rationales WHERE dataset = ?", [DEMO_DATASET])
-        assert len({r["example_id"] for r in ids}) == 80
+        ids = {r["example_id"] for r in cat.query("SELECT example_id FROM rationales WHERE dataset = ?", [DEMO_DATASET])}
+        assert len(ids) == 80
+        _, teacher_rows = write_slice(cat, cfg)
+        assert len(teacher_rows) == 200 and not ids & {r["example_id"] for r in teacher_rows}
         # every row carries the teacher's distribution over the three labels (what the KD term reads)
         probs = cat.query("SELECT answer_choices, answer_probs FROM rationales WHERE dataset = ?", [DEMO_DATASET])
         assert all(r["answer_choices"] == ["entailment", "neutral", "contradiction"] for r in probs)
@@ -32,6 +35,9 @@ def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets)
         assert cat.query("SELECT count(*) AS n FROM rationale_tokens WHERE token IN ('premise:', 'hypothesis:')")[0]["n"] == 0
         run = summary["run"]
         assert run["promoted"] is True and set(run["val_accuracy"]) == {"student", "baseline"}
+        config = json.loads((store.run_dir(run["run_id"]) / "config.json").read_text())
+        # "with": tagging on the rationales and KD on the distribution, from this job's rows only
+        assert (config["label_weight"], config["kd_weight"], config["job"]) == (0.8, 0.5, summary["job"]["job_id"])
         assert 0 <= run["test_accuracy"]["student"] <= 1 and 0 <= run["teacher_test_accuracy"] <= 1
         gap = next(line for line in lines if line.strip().startswith("gap "))
         assert f"{run['gap_points']:+.1f} points" in gap  # the printed gap is this run's
@@ -39,8 +45,18 @@ def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets)
         again = run_demo(cat, datasets_dir=shared_datasets, cfg=cfg, say=lines.append)
         assert again["job"]["job_id"] == summary["job"]["job_id"] and again["job"]["committed_now"] == 0
         assert cat.query("SELECT count(*) AS n FROM rationales WHERE dataset = ?", [DEMO_DATASET])[0]["n"] == 80
-    assert any("unchanged" in line for line in lines)
-    assert any("teacher already fine-tuned" in line for line in lines)
+        assert any("unchanged" in line for line in lines)
+        assert any("teacher already fine-tuned" in line for line in lines)
+
+        # other sizes: a new slice version and job; the students read that job's rows, not the old job's too
+        lines.clear()
+        bigger = run_demo(cat, datasets_dir=shared_datasets, cfg=DemoConfig(**{**SMALL, "student_rows": 50}),
+                          say=lines.append)
+        assert bigger["job"]["job_id"] != summary["job"]["job_id"] and bigger["rationales"] == 90
+        counts = json.loads((store.run_dir(bigger["run"]["run_id"]) / "metrics.json").read_text())["counts"]
+        assert (counts["train"], counts["val"], counts["test"], counts["rows_read"]) == (50, 20, 20, 90)
+        assert any("50 e-SNLI rows" in line for line in lines)
+        assert any("teacher already fine-tuned" in line for line in lines)  # same teacher pool and steps
 
 
 def test_demo_names_the_fix_for_a_missing_datasets_dir(tmp_path):

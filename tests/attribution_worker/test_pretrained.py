@@ -2,6 +2,8 @@
 same head for the same seed, a classifier the engine answers with, and bad label sets refused."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,8 +31,10 @@ def test_new_head_over_the_labels_the_same_for_the_same_seed(checkpoint, tmp_pat
 
     labels = ["entailment", "neutral", "contradiction"]
     a = build_classifier_teacher(tmp_path / "a", checkpoint, labels, seed=0)
-    torch.manual_seed(12345)  # whatever the global generator holds, seed=0 gives the same head
+    torch.manual_seed(12345)  # whatever the global generator holds, seed=0 gives the same head ...
+    state = torch.random.get_rng_state()
     b = build_classifier_teacher(tmp_path / "b", checkpoint, labels, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # ... and leaves the generator as it was
     c = build_classifier_teacher(tmp_path / "c", checkpoint, labels, seed=1)
     assert _head(a).shape == (3, _head(a).shape[1])
     assert torch.equal(_head(a), _head(b)) and not torch.equal(_head(a), _head(c))
@@ -40,6 +44,13 @@ def test_new_head_over_the_labels_the_same_for_the_same_seed(checkpoint, tmp_pat
     row = engine.attribute([{"example_id": "e0", "input": "a man sleeps", "target": "neutral"}])[0]
     assert row["teacher_output"] in labels and row["answer_choices"] == labels
     assert abs(sum(row["answer_probs"]) - 1) < 1e-5
+
+
+def test_a_head_of_the_same_shape_is_kept(checkpoint, tmp_path):
+    from attribution_worker.pretrained import build_classifier_teacher
+
+    again = build_classifier_teacher(tmp_path / "same", checkpoint, ["p", "q"], seed=7)
+    assert torch.equal(_head(again), _head(Path(checkpoint)))
 
 
 def test_multiple_choice_head_without_labels(checkpoint, tmp_path):
