@@ -10,7 +10,7 @@
    `premise:` / `hypothesis:` labels excluded); each shard is written atomically, registered in the
    catalog, and keeps the teacher's distribution over the labels (schema v3 answer_probs);
 4. answer SQL over the rationale tables through the read-only sandbox;
-5. distil a pretrained student (the teacher's checkpoint cut to its first 3 layers) from the job's
+5. distil a pretrained student (all-MiniLM-L6-v2 as shipped, cut to its first 3 layers) from the job's
    shards with the teacher's rationales and distribution, and its plain fine-tuned twin on the same
    rows, seeds and steps; print both test accuracies and the gap measured in this run; register the
    run and promote it.
@@ -25,6 +25,7 @@ comparison", has this setting at 3 seeds with KD and tagging alone beside it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -69,8 +70,8 @@ class DemoConfig:
                      "student_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        if not self.seeds:
-            raise ValueError("--seeds: give at least one seed")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds {' '.join(map(str, self.seeds))}: give one or more distinct seeds")
 
 
 def default_datasets_dir() -> Path:
@@ -105,7 +106,7 @@ def write_slice(catalog: Catalog, cfg: DemoConfig) -> tuple[dict[str, Path], lis
         raise ValueError(f"--test-rows {cfg.test_rows}: e-SNLI's test file has {len(test)} rows; ask for at most that")
     test = test[:cfg.test_rows]
     teacher, train, val = pool_split(valid, [cfg.teacher_rows, cfg.student_rows, cfg.val_rows], "e-SNLI valid",
-                                     flags="--teacher-rows / --student-rows / --val-rows")
+                                     "--teacher-rows / --student-rows / --val-rows")
     folder = catalog.store.local_dir / "demo" / "slice"
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -119,13 +120,15 @@ def write_slice(catalog: Catalog, cfg: DemoConfig) -> tuple[dict[str, Path], lis
 
 def fit_teacher(catalog: Catalog, teacher_rows: list[dict], cfg: DemoConfig, say: Callable[[str], None]) -> Path:
     """all-MiniLM-L6-v2 with a new e-SNLI head, fine-tuned on `teacher_rows`, in
-    <store>/demo/teacher-minilm-<rows>x<steps> (kept: a later run with the same sizes reuses it)."""
+    <store>/demo/teacher-minilm-<rows>x<steps>-<hash of its rows' ids> (kept: a later run with the same sizes and
+    rows reuses it)."""
     from attribution_worker.pretrained import build_classifier_teacher
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.parquet_io import atomic_dir
     from student_trainer.compare import minilm_checkpoint
 
-    teacher_dir = catalog.store.local_dir / "demo" / f"teacher-minilm-{cfg.teacher_rows}x{cfg.teacher_steps}"
+    pool = hashlib.sha1("\n".join(r["example_id"] for r in teacher_rows).encode()).hexdigest()[:8]
+    teacher_dir = catalog.store.local_dir / "demo" / f"teacher-minilm-{cfg.teacher_rows}x{cfg.teacher_steps}-{pool}"
     if (teacher_dir / "config.json").exists():
         say(f"   teacher already fine-tuned: {teacher_dir}")
         return teacher_dir
@@ -149,15 +152,21 @@ def job_spec(teacher_dir: Path, cfg: DemoConfig) -> dict:
 
 def _actor_cpus() -> dict:
     """{"num_cpus_per_actor": 2} when the demo's one actor can have two cores of a local Ray cluster that counts
-    them all (attribution then takes about half as long); {} (the setting's default, 1) when this process sees
-    fewer than two CPUs, when a cluster is joined (RAY_ADDRESS), or when the CPUs are set by SALIENT_RAY_NUM_CPUS
-    or SALIENT_NUM_CPUS_PER_ACTOR: an actor asking for more CPUs than a node has would never start."""
+    them all (attribution then takes about half as long); {} (the setting's default, 1) when a cluster is joined
+    (RAY_ADDRESS, SALIENT_RAY_ADDRESS), when the CPUs are set by SALIENT_RAY_NUM_CPUS or SALIENT_NUM_CPUS_PER_ACTOR,
+    or when Ray counts fewer than two CPUs here (its count heeds a container's CPU limit): an actor asking for more
+    CPUs than its node has would never start."""
     from storage.settings import setting
 
-    pinned = [os.environ.get(v) for v in ("RAY_ADDRESS", "SALIENT_RAY_NUM_CPUS", setting("num_cpus_per_actor").env_var)]
-    if any(pinned) or len(os.sched_getaffinity(0)) < 2:
+    pinned = ("RAY_ADDRESS", "SALIENT_RAY_ADDRESS", "SALIENT_RAY_NUM_CPUS", setting("num_cpus_per_actor").env_var)
+    if any(os.environ.get(v) for v in pinned):
         return {}
-    return {"num_cpus_per_actor": 2}
+    try:
+        from ray._private.utils import get_num_cpus  # what `ray.init(address="local")` counts
+        cpus = get_num_cpus()
+    except Exception:  # another Ray version: keep the default
+        return {}
+    return {"num_cpus_per_actor": 2} if cpus >= 2 else {}
 
 
 def say_table(say: Callable[[str], None], title: str, sql: str, columns: list[str], rows: list) -> None:
@@ -195,6 +204,10 @@ def student_stage(catalog: Catalog, cfg: DemoConfig, job_id: str, say: Callable[
     say(f"   {with_label}  test accuracy {result['with_rationales']:.3f}")
     say(f"   {without_label:{len(with_label)}s}  test accuracy {result['without']:.3f}")
     say(f"   gap {result['gap']:+.1f} points (measured in this run, {result['seconds']} s; {result['rows']['test']} test rows)")
+    if len(cfg.seeds) > 1:
+        p = result["paired"]
+        say(f"   paired per seed: {p['mean'] * 100:+.1f} ± {p['std'] * 100:.1f} points "
+            f"({', '.join(f'{v * 100:+.1f}' for v in p['values'])})")
     say(f"   this comparison at 3 seeds, KD and tagging alone, the other datasets: {REAL_DATA_TABLE}")
     return {**result, "dataset": DEMO_DATASET}
 
@@ -243,7 +256,7 @@ def run_demo(catalog: Catalog, *, datasets_dir: Path, cfg: DemoConfig | None = N
     say(f"   run {stage['run_id']} -> {stage['run_dir']} (promoted: {stage['promoted']}; {stage['promotion']})")
     summary["run"] = {"run_id": stage["run_id"], "promoted": stage["promoted"], "val_accuracy": stage["val"],
                       "test_accuracy": {"student": stage["with_rationales"], "baseline": stage["without"]},
-                      "teacher_test_accuracy": stage["teacher"], "gap_points": stage["gap"]}
+                      "teacher_test_accuracy": stage["teacher"], "gap_points": stage["gap"], "paired": stage["paired"]}
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     say(f"== done in {summary['seconds']} s. Try: salient --store {catalog.store.root} sql "
         f"\"SELECT rationale_text FROM rationales WHERE dataset = '{DEMO_DATASET}' LIMIT 5\"")

@@ -29,7 +29,8 @@ def build_classifier_teacher(path: Path, checkpoint: str, labels: list[str] | No
     if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
         raise ValueError(f"labels {labels!r}: a classifier teacher needs two or more distinct label names")
     # a checkpoint that already has a head of another shape (another task's classifier) gets a new one
-    with torch.random.fork_rng(devices=[]):  # a seeded head leaves the caller's generator as it was
+    devices = list(range(torch.cuda.device_count()))  # manual_seed reseeds these too
+    with torch.random.fork_rng(devices=devices):  # a seeded head leaves the caller's generators as they were
         if seed is not None:
             torch.manual_seed(seed)
         if labels is None:

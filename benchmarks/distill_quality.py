@@ -334,7 +334,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         labels = sorted({r["target"] for r in parts[train_split]})
         log(f"  {len(labels)} equation templates in the training problems")
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
-                                                      name)
+                                                      name, "--teacher-train / --n-train / --n-val")
     test = test_slice(parts[test_split], args.test_offset, args.n_test, name)
     teacher_rows = teacher_pool + student_pool if teacher_sees_student(name, args) else teacher_pool
     if name == "svamp" and not template:

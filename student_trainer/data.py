@@ -88,12 +88,11 @@ def _hash01(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / float(16 ** 12)
 
 
-def pool_split(rows: list[dict], sizes: list[int], name: str,
-               flags: str = "--teacher-train / --n-train / --n-val") -> list[list[dict]]:
+def pool_split(rows: list[dict], sizes: list[int], name: str, flags: str) -> list[list[dict]]:
     """Disjoint consecutive pools of `rows`, ordered by sha256("pool:" + example_id): the same pools in every run.
 
     How a dataset without a training split (the shared e-SNLI and ANLI) gives a teacher, a student and a
-    validation set that never share a row: `teacher, student, val = pool_split(valid_rows, [3000, 250, 100], "esnli")`.
+    validation set that never share a row: `teacher, student, val = pool_split(valid_rows, [3000, 250, 100], "esnli", "--teacher-rows / ...")`.
     `flags` names the caller's options for the pool sizes in the error when the rows do not fill the pools.
     """
     ordered = sorted(rows, key=lambda r: hashlib.sha256(f"pool:{r['example_id']}".encode()).hexdigest())

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SMALL = dict(teacher_rows=200, teacher_steps=4, student_rows=40, val_rows=20, test_rows=20, student_steps=6)
 
 
@@ -46,17 +48,26 @@ def test_demo_runs_every_stage_and_rerun_reuses_the_work(store, shared_datasets)
         assert again["job"]["job_id"] == summary["job"]["job_id"] and again["job"]["committed_now"] == 0
         assert cat.query("SELECT count(*) AS n FROM rationales WHERE dataset = ?", [DEMO_DATASET])[0]["n"] == 80
         assert any("unchanged" in line for line in lines)
-        assert any("teacher already fine-tuned" in line for line in lines)
+        assert any("teacher already fine-tuned" in line and "teacher-minilm-200x4-" in line for line in lines)
 
         # other sizes: a new slice version and job; the students read that job's rows, not the old job's too
         lines.clear()
-        bigger = run_demo(cat, datasets_dir=shared_datasets, cfg=DemoConfig(**{**SMALL, "student_rows": 50}),
-                          say=lines.append)
+        bigger = run_demo(cat, datasets_dir=shared_datasets,
+                          cfg=DemoConfig(**{**SMALL, "student_rows": 50, "seeds": [0, 1]}), say=lines.append)
         assert bigger["job"]["job_id"] != summary["job"]["job_id"] and bigger["rationales"] == 90
         counts = json.loads((store.run_dir(bigger["run"]["run_id"]) / "metrics.json").read_text())["counts"]
         assert (counts["train"], counts["val"], counts["test"], counts["rows_read"]) == (50, 20, 20, 90)
         assert any("50 e-SNLI rows" in line for line in lines)
         assert any("teacher already fine-tuned" in line for line in lines)  # same teacher pool and steps
+        paired = bigger["run"]["paired"]
+        assert len(paired["values"]) == 2 and any(line.strip().startswith(
+            f"paired per seed: {paired['mean'] * 100:+.1f} ± {paired['std'] * 100:.1f} points") for line in lines)
+
+        # sizes the data cannot fill are refused naming the flag, before a teacher is trained
+        with pytest.raises(ValueError, match="--test-rows 1000000: e-SNLI's test file has 9824 rows"):
+            write_slice(cat, DemoConfig(**{**SMALL, "test_rows": 10**6}))
+        with pytest.raises(ValueError, match="ask for fewer rows \\(--teacher-rows / --student-rows / --val-rows\\)"):
+            write_slice(cat, DemoConfig(**{**SMALL, "student_rows": 10**6}))
 
 
 def test_demo_names_the_fix_for_a_missing_datasets_dir(tmp_path):
@@ -72,3 +83,31 @@ def test_demo_refuses_sizes_below_one_naming_the_flag(tmp_path, shared_datasets)
     assert out.returncode == 2
     assert "--student-rows 0" in out.stderr
     assert not (tmp_path / "s" / "datasets").exists()  # refused before anything was written
+
+
+def test_duplicate_seeds_are_refused_before_any_work():
+    from api.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="--seeds 0 0: give one or more distinct seeds"):
+        DemoConfig(seeds=[0, 0])
+
+
+@pytest.mark.parametrize("env, cpus, expected", [
+    ({}, 2, {"num_cpus_per_actor": 2}),
+    ({}, 1, {}),  # Ray counts one CPU here (a container's limit): the actor keeps the default
+    ({"RAY_ADDRESS": "127.0.0.1:6379"}, 2, {}),  # a joined cluster's nodes may be smaller
+    ({"SALIENT_RAY_ADDRESS": "127.0.0.1:6379"}, 2, {}),
+    ({"SALIENT_RAY_NUM_CPUS": "1"}, 2, {}),
+    ({"SALIENT_NUM_CPUS_PER_ACTOR": "1"}, 2, {}),  # the user's setting wins
+])
+def test_the_actor_takes_two_cores_only_where_ray_counts_them_here(monkeypatch, env, cpus, expected):
+    import ray._private.utils
+
+    from api.demo import _actor_cpus
+
+    for name in ("RAY_ADDRESS", "SALIENT_RAY_ADDRESS", "SALIENT_RAY_NUM_CPUS", "SALIENT_NUM_CPUS_PER_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ray._private.utils, "get_num_cpus", lambda *a, **k: cpus)
+    assert _actor_cpus() == expected

@@ -90,11 +90,11 @@ def test_pool_split_gives_disjoint_pools_that_do_not_depend_on_row_order():
     from student_trainer.data import pool_split
 
     rows = [{"example_id": f"e{i}", "input": f"x{i}"} for i in range(50)]
-    teacher, student, val = pool_split(rows, [20, 10, 5], "toy")
+    teacher, student, val = pool_split(rows, [20, 10, 5], "toy", "--a / --b / --c")
     ids = [{r["example_id"] for r in pool} for pool in (teacher, student, val)]
     assert [len(s) for s in ids] == [20, 10, 5]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
-    again = pool_split(list(reversed(rows)), [20, 10, 5], "toy")
+    again = pool_split(list(reversed(rows)), [20, 10, 5], "toy", "--a / --b / --c")
     assert [[r["example_id"] for r in p] for p in again] == [[r["example_id"] for r in p] for p in (teacher, student, val)]
-    with pytest.raises(ValueError, match=r"toy: 50 rows < 40 \+ 10 \+ 5"):
-        pool_split(rows, [40, 10, 5], "toy")
+    with pytest.raises(ValueError, match=r"toy: 50 rows < 40 \+ 10 \+ 5 .*ask for fewer rows \(--a / --b / --c\)"):
+        pool_split(rows, [40, 10, 5], "toy", "--a / --b / --c")
