@@ -26,8 +26,8 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from api.demo import (DEMO_DATASET, DSS_DATASETS, DemoConfig, check_datasets_dir, fit_teacher, job_spec, say_table,
-                      sql_queries, student_stage, write_slice)
+from api.demo import (DEMO_DATASET, DSS_DATASETS, DemoConfig, check_datasets_dir, fit_teacher, job_spec, say_part,
+                      say_table, sql_queries, student_stage, write_slice)
 
 
 class InProcessService:
@@ -91,7 +91,7 @@ def run_service_demo(store: str, *, datasets_dir: Path, cfg: DemoConfig | None =
                 parts = client.request("POST", "/v1/datasets", data={"name": name, **form},
                                        files={"file": (file.name, fh)}, timeout=None).json()
             for part in parts:
-                say(f"   {name:10s} {part['split']:6s} {part['rows']:6d} rows  {part['status']}")
+                say_part(say, name, part["split"], part["rows"], part["status"])
 
         say("== 1/5 upload the shared datasets and the e-SNLI slice the demo distils (POST /v1/datasets)")
         t0 = time.perf_counter()

@@ -55,7 +55,7 @@ from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
 from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
-from student_trainer.data import pool_split  # noqa: E402
+from student_trainer.data import id_order_slice, pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -313,14 +313,6 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
     return rows
 
 
-def test_slice(rows: list[dict], offset: int, n: int, name: str) -> list[dict]:
-    """Test rows `offset` .. `offset + n` in example-id order: a later run can score rows an earlier one never read."""
-    if offset >= len(rows):
-        raise ValueError(f"{name}: --test-offset {offset} is past the test split's {len(rows)} rows; pass an offset "
-                         f"below {len(rows)}")
-    return sorted(rows, key=lambda r: r["example_id"])[offset:offset + n]
-
-
 def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     from attribution_worker.tiny_train import train_tiny_teacher
     from storage.ingest import IngestOptions, prepare
@@ -335,7 +327,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         log(f"  {len(labels)} equation templates in the training problems")
     teacher_pool, student_pool, val_pool = pool_split(parts[train_split], [args.teacher_train, args.n_train, args.n_val],
                                                       name, "--teacher-train / --n-train / --n-val")
-    test = test_slice(parts[test_split], args.test_offset, args.n_test, name)
+    test = id_order_slice(parts[test_split], args.test_offset, args.n_test, name)
     teacher_rows = teacher_pool + student_pool if teacher_sees_student(name, args) else teacher_pool
     if name == "svamp" and not template:
         return run_svamp(args, cat, log, teacher_rows, student_pool, val_pool, test)

@@ -106,6 +106,15 @@ def pool_split(rows: list[dict], sizes: list[int], name: str, flags: str) -> lis
     return out
 
 
+def id_order_slice(rows: list[dict], offset: int, n: int, name: str) -> list[dict]:
+    """Rows `offset` .. `offset + n` in example-id order (test rows: a later run can score rows an earlier one
+    never read, `--test-offset`)."""
+    if offset >= len(rows):
+        raise ValueError(f"{name}: --test-offset {offset} is past the test split's {len(rows)} rows; pass an offset "
+                         f"below {len(rows)}")
+    return sorted(rows, key=lambda r: r["example_id"])[offset:offset + n]
+
+
 def dataset_shards(catalog: Catalog, dataset: str, job: str | None = None) -> list[str]:
     """Store-relative paths of the committed shards of `dataset` (optionally of one job), sorted."""
     sql = ('SELECT s.path FROM shards s JOIN jobs j ON s.job_id = j.job_id WHERE j.dataset = ?')

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from attribution_worker.tiny import build_tiny_teacher
+from student_trainer.data import id_order_slice
 
 NLI = ["entailment", "neutral", "contradiction"]
 TEXTS = ["a man plays a guitar", "nobody is outside"]
@@ -52,12 +53,12 @@ def test_teacher_init_and_teacher_dir_together_are_refused_before_any_work(dq, t
 
 def test_test_offset_takes_later_rows_in_example_id_order_and_refuses_an_offset_past_the_end(dq):
     rows = [{"example_id": f"t{i:03d}"} for i in reversed(range(10))]  # the file's order is not the id order
-    first, later = dq.test_slice(rows, 0, 4, "anli1"), dq.test_slice(rows, 4, 100, "anli1")
+    first, later = id_order_slice(rows, 0, 4, "anli1"), id_order_slice(rows, 4, 100, "anli1")
     assert [r["example_id"] for r in first] == ["t000", "t001", "t002", "t003"]
     assert [r["example_id"] for r in later] == [f"t{i:03d}" for i in range(4, 10)]  # the rest, none read before
     with pytest.raises(ValueError, match=r"anli1: --test-offset 10 is past the test split's 10 rows; pass an offset "
                                          r"below 10"):
-        dq.test_slice(rows, 10, 4, "anli1")
+        id_order_slice(rows, 10, 4, "anli1")
 
 
 @pytest.mark.parametrize("task, offset, why", [("real", "-1", "got -1$"),
