@@ -1,6 +1,6 @@
 """The demo through the service: `salient demo --via-service` (what `make demo` runs).
 
-    salient --store ./salient-data demo --via-service [--report demo-report.html]
+    salient --store ./salient-data demo --via-service [--report PATH (default <store>/demo-report.html)]
 
 Starts the REST service in this process (uvicorn in a thread, 127.0.0.1, a free port, no tokens)
 and drives it over HTTP like any client, printing the time of each stage. The stages are api/demo.py's
@@ -13,7 +13,7 @@ and drives it over HTTP like any client, printing the time of each stage. The st
 4. answers SQL with POST /v1/sql;
 5. distils the student with the teacher's rationales and distribution next to its plain fine-tuned twin
    (the same call as api/demo.py's stage 5, on the service's catalog) and lists the registry with GET /v1/models;
-then writes `demo-report.html`: sample saliency heatmaps and the faithfulness summary from the job
+then writes `<store>/demo-report.html`: sample saliency heatmaps and the faithfulness summary from the job
 viewer (GET /v1/jobs/{id}/view), and the student table.
 """
 from __future__ import annotations
@@ -67,7 +67,9 @@ class InProcessService:
 
 
 def run_service_demo(store: str, *, datasets_dir: Path, cfg: DemoConfig | None = None,
-                     report: Path = Path("demo-report.html"), say: Callable[[str], None] = print) -> dict:
+                     report: Path | None = None, say: Callable[[str], None] = print) -> dict:
+    """The demo over HTTP; writes the HTML report to `report` (default: demo-report.html in the store's local
+    directory, so a run from a checkout leaves nothing in the working tree)."""
     from api.client import ServiceClient
 
     cfg = cfg or DemoConfig()
@@ -142,7 +144,7 @@ def run_service_demo(store: str, *, datasets_dir: Path, cfg: DemoConfig | None =
         job_view = client.request("GET", f"/v1/jobs/{job_id}/view").text
         client.close()
     times["total"] = round(time.perf_counter() - t_all, 1)
-    report = Path(report)
+    report = Path(report) if report is not None else catalog.store.local_dir / "demo-report.html"
     report.write_text(_report_html(job_view, run, times))
     say(f"== done in {times['total']} s; report: {report.resolve()}")
     say("   stage times: " + ", ".join(f"{k} {v} s" for k, v in times.items()))

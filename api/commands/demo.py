@@ -25,8 +25,8 @@ def register(sub) -> None:
                        help=f"{docs[f.name]} (default: {default})", **extra)
     p.add_argument("--via-service", action="store_true",
                    help="start the REST service in this process and drive the demo over HTTP (api/demo_service.py)")
-    p.add_argument("--report", type=Path, default=Path("demo-report.html"),
-                   help="--via-service: where to write the HTML report (default demo-report.html)")
+    p.add_argument("--report", type=Path, default=None,
+                   help="--via-service: where to write the HTML report (default: demo-report.html in the store)")
     p.set_defaults(func=cmd_demo)
 
 

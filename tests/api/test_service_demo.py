@@ -12,11 +12,11 @@ def test_service_demo_runs_every_stage_and_writes_the_report(tmp_path, shared_da
     from api.demo_service import run_service_demo
 
     lines: list[str] = []
-    report = tmp_path / "demo-report.html"
+    report = tmp_path / "store" / "demo-report.html"  # the default: in the store, not the working directory
     cfg = DemoConfig(teacher_rows=200, teacher_steps=4, student_rows=40, val_rows=20, test_rows=20, student_steps=6)
-    out = run_service_demo(str(tmp_path / "store"), datasets_dir=shared_datasets, cfg=cfg, report=report,
-                           say=lines.append)
+    out = run_service_demo(str(tmp_path / "store"), datasets_dir=shared_datasets, cfg=cfg, say=lines.append)
     assert set(out["times"]) == {"start service", "1 upload", "2 teacher", "3 attribute", "4 sql", "5 student", "total"}
+    assert out["report"] == str(report)
     html = report.read_text()
     assert html.count('class="heat"') == 12 and 'class="rationale"' in html
     assert "esnli-demo / every split" in html  # the job covers the slice's three splits
