@@ -355,7 +355,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             init_teacher(path, Path(args.teacher_init), None if mc else labels)
             log(f"  teacher starts from {args.teacher_init}")
         else:
-            build_classifier_teacher(path, minilm_checkpoint(), None if mc else labels)
+            # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
+            build_classifier_teacher(path, minilm_checkpoint(), None if mc else labels, seed=0)
         t = time.perf_counter()
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
