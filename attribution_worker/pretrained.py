@@ -22,7 +22,7 @@ def build_classifier_teacher(path: Path, checkpoint: str, labels: list[str] | No
     (fine-tuning goes on from it).
 
     seed: initialise the new head from torch.manual_seed(seed), so the same call gives the same teacher in any
-    process; None draws it from torch's global generator as it stands (the quality benchmark's teachers)."""
+    process; None draws it from torch's global generator as it stands."""
     import torch
     from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification, AutoTokenizer
 

@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--via-service", action="store_true",
                    help="start the REST service in this process and drive the demo over HTTP (api/demo_service.py)")
     p.add_argument("--report", type=Path, default=None,
-                   help="--via-service: where to write the HTML report (default: demo-report.html in the store)")
+                   help="--via-service: where to write the HTML report (default: demo-report.html in the store's local "
+                        "directory: the store itself, or its catalog cache for an s3:// store)")
     p.set_defaults(func=cmd_demo)
 
 
