@@ -44,7 +44,7 @@ REAL_DATA_TABLE = "docs/trainer.md, \"The demo's comparison\" (and the four data
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The sizes of the demo (`salient demo --<field>`); with the defaults it ran 318 s on 2 CPU cores (README)."""
+    """The sizes of the demo (`salient demo --<field>`); with the defaults it ran 302-318 s on 2 CPU cores (README)."""
 
     teacher_rows: int = 3000
     """e-SNLI validation rows the teacher is fine-tuned on (disjoint from the students' rows)."""
