@@ -26,7 +26,8 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     `--svamp-task template`: the equation's template over the question's numbered quantities is a class
     label (student_trainer.equation_templates), and SVAMP runs the classifier path of the NLI datasets.
 Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
-rationale_kd, teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
+rationale_kd, content_kd (rationale_kd with the common words left out of the rationale target, the trainer's
+--rationale-max-df at --palm-max-df), teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
 student on the PaLM chain of thought), palm_tag / palm_tag_kd (the extractive student on the PaLM chain of
 thought projected onto the input's content words: the like-for-like PaLM comparison for the teacher's
 rationales; see palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rationale words in the question
@@ -55,7 +56,7 @@ from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
 from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
-from student_trainer.data import id_order_slice, pool_split  # noqa: E402
+from student_trainer.data import common_words, id_order_slice, norm_word, pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -234,11 +235,11 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
         cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
 
 
-ARMS = ("plain", "rationale", "kd", "rationale_kd", "teacher_correct", "correct_rationales", "comprehensive", "palm",
-        "palm_tag", "palm_tag_kd", "answer_tag_kd", "gold_tag_kd")
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "content_kd", "teacher_correct", "correct_rationales", "comprehensive",
+        "palm", "palm_tag", "palm_tag_kd", "answer_tag_kd", "gold_tag_kd")
 PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
 ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -> dataset suffix
-KD_ARMS = ("kd", "rationale_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
+KD_ARMS = ("kd", "rationale_kd", "content_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
 
 
 def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
@@ -257,6 +258,9 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"{student}, teacher rationales (a={a})"),
         "kd": (dict(label_weight=1.0, kd_weight=w), f"KD on the teacher's distribution (w={w}, tau={args.kd_temperature})"),
         "rationale_kd": (dict(label_weight=a, kd_weight=w), f"rationales + KD (a={a}, w={w})"),
+        "content_kd": (dict(label_weight=a, kd_weight=w, rationale_max_df=args.palm_max_df),
+                       f"teacher rationales, common words left out (--rationale-max-df {args.palm_max_df:g}), + KD "
+                       f"(a={a}, w={w})"),
         "teacher_correct": (dict(label_weight=a, dataset=f"{name}-tc"),
                             f"rationales, training rows where teacher_correct (a={a})"),
         "correct_rationales": (dict(label_weight=a, dataset=f"{name}-tcr"),
@@ -491,18 +495,6 @@ def write_datasets(cat: Catalog, name: str, rows: dict, splits: dict, args, log)
     return palm
 
 
-def _norm_word(word: str) -> str:
-    return "".join(c for c in word.lower() if c.isalnum())
-
-
-def common_words(inputs: list[list[str]], max_df: float) -> set[str]:
-    """Normalised words in more than `max_df` of the training inputs (the function words: the, a, is, ...)."""
-    from collections import Counter
-
-    df = Counter(w for words in inputs for w in {_norm_word(t) for t in words})
-    return {w for w, n in df.items() if n > max_df * max(1, len(inputs))}
-
-
 def palm_projection(row: dict, text: str | None, common: set[str]) -> dict:
     """A copy of the teacher's row whose rationale is the input's words that the PaLM rationale uses.
 
@@ -510,8 +502,8 @@ def palm_projection(row: dict, text: str | None, common: set[str]) -> dict:
     words, so the PaLM rationale is projected: every unit of the row (its `tokens`, in input order) whose
     normalised form (lower case, letters and digits) occurs in the PaLM text, leaving out `common`
     words. In input order, so `student_trainer.data.rationale_spans` finds each one's own span."""
-    said = {_norm_word(w) for w in (text or "").split()} - common - {""}
-    words = [t for t in row["tokens"] or [] if _norm_word(t) in said]
+    said = {norm_word(w) for w in (text or "").split()} - common - {""}
+    words = [t for t in row["tokens"] or [] if norm_word(t) in said]
     return {**row, "method": "palm_cot_projected", "rationale": words, "rationale_text": " ".join(words), "error": None}
 
 
@@ -553,7 +545,7 @@ def with_quantity_units(row: dict, template: str | None) -> dict:
     used = set(NAME.findall(template or ""))
     if not used:
         return row
-    quantity = {i: _norm_word(t) for i, t in enumerate(tokens[:-1]) if NAME.fullmatch(_norm_word(t))}
+    quantity = {i: norm_word(t) for i, t in enumerate(tokens[:-1]) if NAME.fullmatch(norm_word(t))}
     if not used <= set(quantity.values()):  # the template names a quantity the input lacks
         return row
     units = {name: {i, i + 1} for i, name in quantity.items()}
@@ -707,7 +699,8 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
                    "(the directory its log names) instead of fine-tuning one")
     p.add_argument("--palm-max-df", type=float, default=0.1,
-                   help="real: palm_tag arms leave out words in more than this fraction of the training inputs")
+                   help="real: palm_tag arms (and content_kd's teacher rationales) leave out words in more than "
+                   "this fraction of the training inputs")
     p.add_argument("--scaffolding-labels", action=argparse.BooleanOptionalAction, default=True,
                    help="real: the labels ingest put inside the input (premise:, (a)) are never rationale words")
     p.add_argument("--cqa-teacher", choices=("mc", "letter"), default="mc",

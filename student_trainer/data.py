@@ -125,6 +125,11 @@ def dataset_shards(catalog: Catalog, dataset: str, job: str | None = None) -> li
     return [r["path"] for r in catalog.query(sql + ' ORDER BY s.job_id, s."index"', params)]
 
 
+def _by_score(scores: list) -> list[int]:
+    """Unit indices by score, highest first, ties to the earlier unit, NaN last (attribution_worker.units.top_k's order)."""
+    return sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -1e30), i))
+
+
 def rationale_spans(row: dict) -> tuple:
     """Character spans (start, end) in input_text of the row's rationale words, in input order.
 
@@ -137,9 +142,8 @@ def rationale_spans(row: dict) -> tuple:
     words, tokens, spans = row.get("rationale") or [], row.get("tokens") or [], row.get("spans") or []
     if not words or len(tokens) != len(spans):
         return ()
-    scores = row.get("scores") or []
-    if len(scores) == len(tokens):
-        order = sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -1e30), i))
+    order = _by_score(row.get("scores") or [])
+    if len(order) == len(tokens):
         picked = sorted(order[:len(words)])
         if [tokens[i] for i in picked] == list(words):
             return tuple((spans[i]["start"], spans[i]["end"]) for i in picked)
@@ -151,6 +155,36 @@ def rationale_spans(row: dict) -> tuple:
         out.append((spans[k]["start"], spans[k]["end"]))
         j = k + 1
     return tuple(out)
+
+
+def norm_word(word: str) -> str:
+    """A word's normalised form: lower case, letters and digits only ("Dog," -> "dog"; "." -> "")."""
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def common_words(inputs: list[list[str]], max_df: float) -> set[str]:
+    """Normalised words in more than `max_df` of `inputs` (each a row's units): the function words, the, a, is, ..."""
+    from collections import Counter
+
+    df = Counter(w for words in inputs for w in {norm_word(t) for t in words})
+    return {w for w, n in df.items() if w and n > max_df * max(1, len(inputs))}
+
+
+def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple]:
+    """The row's rationale without `common` words (nor bare punctuation), as (words, spans) in input order.
+
+    A saliency rationale (the top-k units by score) is picked again from the units that are neither:
+    the next-highest-scoring content words take the left-out words' places, so the row keeps k words.
+    Any other rationale (one that is not the top-k of its scores) only loses those words.
+    """
+    words, tokens, spans = list(row.get("rationale") or []), row.get("tokens") or [], row.get("spans") or []
+    skip = common | {""}
+    order = _by_score(row.get("scores") or [])
+    if words and len(tokens) == len(spans) == len(order) and [tokens[i] for i in sorted(order[:len(words)])] == words:
+        kept = sorted([i for i in order if norm_word(tokens[i]) not in skip][:len(words)])
+        return [tokens[i] for i in kept], tuple((spans[i]["start"], spans[i]["end"]) for i in kept)
+    kept_words = [w for w in words if norm_word(w) not in skip]
+    return kept_words, rationale_spans({**row, "rationale": kept_words})
 
 
 class _Source:
@@ -235,11 +269,15 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
         if gold is None or label is None or not str(label).strip():
             counts["no_target"] += 1
             return None
-        rationale = (row["rationale_text"] or "").strip()
+        rationale, spans = (row["rationale_text"] or "").strip(), None
+        if train and common is not None:  # --rationale-max-df: the training target without the common words
+            words, spans = content_rationale(row, common)
+            rationale = " ".join(words)
         if train and not rationale:
             counts["no_rationale"] += 1
         return Example(row["example_id"], row["split"], row["input_text"], str(label).strip(), str(gold).strip(),
-                       rationale, row["teacher_output"], rationale_spans=rationale_spans(row),
+                       rationale, row["teacher_output"],
+                       rationale_spans=rationale_spans(row) if spans is None else spans,
                        answer_choices=tuple(row.get("answer_choices") or ()),
                        answer_probs=tuple(row.get("answer_probs") or ()))
 
@@ -276,6 +314,10 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
     used = {cfg.train_split, val_split, cfg.test_split}
     counts["other_split"] = sum(n for k, n in clean.items() if k not in used)
 
+    common = None
+    if cfg.rationale_max_df is not None:  # document frequency over the training inputs, as the PaLM projection's
+        common = common_words([r["tokens"] or [] for r in train_rows], cfg.rationale_max_df)
+        counts["common_words"] = len(common)
     train = [e for e in (example(r, True) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]

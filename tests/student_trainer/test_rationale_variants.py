@@ -102,3 +102,21 @@ def test_quantity_rationale_tags_the_quantities_the_template_uses(dq):
     assert dq.with_quantity_units(row, "( n0 + n5 )") is row  # a quantity the input lacks
     dollars = engine_row(mark_quantities("It cost $3 and $4."), {"cost": 0.9}, k=1)  # "$n0": the name is still n0
     assert dq.with_quantity_units(dollars, "( n0 + n1 )")["rationale"] == ["cost", "$n0", "3", "$n1", "4."]
+
+
+def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
+    from student_trainer.data import common_words, content_rationale
+
+    # "the" twice and "is" score highest; the second "dog" outscores the first, so the spans must find it
+    text = "the dog is near the dog house ."
+    row = engine_row(text, {"the": 0.9, "the#2": 0.85, "is": 0.8, "dog#2": 0.7, ".": 0.65, "house": 0.6, "near": 0.5}, k=3)
+    assert row["rationale"] == ["the", "is", "the"]
+    common = common_words([row["tokens"], ["the", "cat", "is", "."]], 0.5)
+    assert common == {"the", "is"}  # "." normalises to "" and is left out as punctuation, not as a word
+    words, spans = content_rationale(row, common)
+    assert words == ["near", "dog", "house"]
+    assert [text[s:e] for s, e in spans] == words and spans[1][0] == text.rindex("dog")
+    # a rationale that is not its row's top-k (e.g. a projected PaLM one) only loses its common words
+    other = {**row, "rationale": ["the", "dog", "is"], "rationale_text": "the dog is"}
+    words, spans = content_rationale(other, common)
+    assert words == ["dog"] and [text[s:e] for s, e in spans] == ["dog"]

@@ -98,3 +98,30 @@ def test_pool_split_gives_disjoint_pools_that_do_not_depend_on_row_order():
     assert [[r["example_id"] for r in p] for p in again] == [[r["example_id"] for r in p] for p in (teacher, student, val)]
     with pytest.raises(ValueError, match=r"toy: 50 rows < 40 \+ 10 \+ 5 .*ask for fewer rows \(--a / --b / --c\)"):
         pool_split(rows, [40, 10, 5], "toy", "--a / --b / --c")
+
+
+def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(catalog):
+    import re
+
+    def row(i: int, split: str) -> dict:
+        cue = ["good", "bad"][i % 2]
+        text = f"the film is {cue} and filler{i} ends"
+        units = re.findall(r"\S+", text)
+        scores = {"the": 0.9, "is": 0.8, cue: 0.7, f"filler{i}": 0.6}
+        spans = [{"start": m.start(), "end": m.end()} for m in re.finditer(r"\S+", text)]
+        return dict(example_id=f"{split}-{i}", input_text=text, target_text=["yes", "no"][i % 2], teacher_model="toy",
+                    method="saliency", teacher_output=["yes", "no"][i % 2], teacher_correct=True, tokens=units,
+                    spans=spans, scores=[scores.get(u, 0.1) for u in units], rationale=["the", "is", cue],
+                    rationale_text=f"the is {cue}")
+
+    add_job(catalog, "toy", "j1", {s: [row(i, s) for i in range(n)] for s, n in (("train", 20), ("valid", 6), ("test", 6))})
+    as_stored = load_data(catalog, tiny_cfg())
+    assert {e.rationale.split()[0] for e in as_stored.train} == {"the"} and "common_words" not in as_stored.counts
+    data = load_data(catalog, tiny_cfg(rationale_max_df=0.5))
+    assert data.counts["common_words"] == 5  # the, film, is, and, ends: in every input (each cue word in half of them)
+    for ex in data.train:
+        assert ex.rationale.split() == [ex.input.split()[3], ex.input.split()[5]]  # cue, filler: the only content words left
+        assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
+    assert all(e.rationale.startswith("the is") for e in data.val + data.test)  # held-out rows stay as stored
+    with pytest.raises(ValueError, match="--rationale-max-df"):
+        tiny_cfg(rationale_max_df=0.0)
