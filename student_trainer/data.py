@@ -17,6 +17,8 @@ attributed twice (two jobs), the newest row wins (counted as `duplicates`).
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import duckdb
@@ -126,35 +128,41 @@ def dataset_shards(catalog: Catalog, dataset: str, job: str | None = None) -> li
 
 
 def _by_score(scores: list) -> list[int]:
-    """Unit indices by score, highest first, ties to the earlier unit, NaN last (attribution_worker.units.top_k's order)."""
+    """Unit indices by score, highest first, ties to the earlier unit (as attribution_worker.units.top_k), NaN last."""
     return sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -1e30), i))
 
 
-def rationale_spans(row: dict) -> tuple:
-    """Character spans (start, end) in input_text of the row's rationale words, in input order.
+def _rationale_units(row: dict) -> tuple[list[int], bool]:
+    """Unit indices of the row's rationale words, in input order, and whether they are the top-k of its scores.
 
     The engine picks the rationale as the top-k units by score (attribution_worker.units.top_k: ties
     to the earlier unit) and stores the units' `tokens`/`spans`/`scores`; recomputing top-k with
     k = len(rationale) recovers exactly which occurrence of a repeated word it took. Rows whose
     rationale is not that top-k (e.g. replaced by PaLM text) fall back to the first in-order match
-    of each word among the units; words that are not units get no span.
+    of each word among the units; words that are not units get no index.
     """
     words, tokens, spans = row.get("rationale") or [], row.get("tokens") or [], row.get("spans") or []
     if not words or len(tokens) != len(spans):
-        return ()
+        return [], False
     order = _by_score(row.get("scores") or [])
     if len(order) == len(tokens):
         picked = sorted(order[:len(words)])
         if [tokens[i] for i in picked] == list(words):
-            return tuple((spans[i]["start"], spans[i]["end"]) for i in picked)
+            return picked, True
     out, j = [], 0
     for w in words:
         k = next((i for i in range(j, len(tokens)) if tokens[i] == w), None)
         if k is None:
             continue
-        out.append((spans[k]["start"], spans[k]["end"]))
+        out.append(k)
         j = k + 1
-    return tuple(out)
+    return out, False
+
+
+def rationale_spans(row: dict) -> tuple:
+    """Character spans (start, end) in input_text of the row's rationale words, in input order (see _rationale_units)."""
+    spans = row.get("spans") or []
+    return tuple((spans[i]["start"], spans[i]["end"]) for i in _rationale_units(row)[0])
 
 
 def norm_word(word: str) -> str:
@@ -163,28 +171,35 @@ def norm_word(word: str) -> str:
 
 
 def common_words(inputs: list[list[str]], max_df: float) -> set[str]:
-    """Normalised words in more than `max_df` of `inputs` (each a row's units): the function words, the, a, is, ..."""
-    from collections import Counter
+    """Normalised words in more than `max_df` of `inputs` (each a row's units): the function words, the, a, is, ...
 
+    Rows without units do not count."""
+    inputs = [words for words in inputs if words]
     df = Counter(w for words in inputs for w in {norm_word(t) for t in words})
     return {w for w, n in df.items() if w and n > max_df * max(1, len(inputs))}
 
 
-def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple]:
-    """The row's rationale without `common` words (nor bare punctuation), as (words, spans) in input order.
+def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, str]:
+    """The row's rationale without `common` words and bare punctuation: (words, spans in input order, how).
 
-    A saliency rationale (the top-k units by score) is picked again from the units that are neither:
-    the next-highest-scoring content words take the left-out words' places, so the row keeps k words.
-    Any other rationale (one that is not the top-k of its scores) only loses those words.
+    A saliency rationale (the top-k units by score) is picked again from the units with a finite score
+    that are neither: the next-highest-scoring content words take the left-out words' places, so the row
+    keeps k words where it has them (how = "repicked"). Any other rationale only loses those words
+    (how = "filtered"); a row with none keeps none (how = "none").
     """
     words, tokens, spans = list(row.get("rationale") or []), row.get("tokens") or [], row.get("spans") or []
+    if not words:
+        return [], (), "none"
     skip = common | {""}
-    order = _by_score(row.get("scores") or [])
-    if words and len(tokens) == len(spans) == len(order) and [tokens[i] for i in sorted(order[:len(words)])] == words:
-        kept = sorted([i for i in order if norm_word(tokens[i]) not in skip][:len(words)])
-        return [tokens[i] for i in kept], tuple((spans[i]["start"], spans[i]["end"]) for i in kept)
-    kept_words = [w for w in words if norm_word(w) not in skip]
-    return kept_words, rationale_spans({**row, "rationale": kept_words})
+    units, top = _rationale_units(row)
+    if top:
+        scores = row["scores"]
+        units = sorted([i for i in _by_score(scores) if math.isfinite(scores[i]) and norm_word(tokens[i]) not in skip]
+                       [:len(words)])
+        return [tokens[i] for i in units], tuple((spans[i]["start"], spans[i]["end"]) for i in units), "repicked"
+    kept = [i for i in units if norm_word(tokens[i]) not in skip]
+    return ([w for w in words if norm_word(w) not in skip], tuple((spans[i]["start"], spans[i]["end"]) for i in kept),
+            "filtered")
 
 
 class _Source:
@@ -263,17 +278,20 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
               "duplicates": sum(v[2] for v in per_split.values()), "no_target": 0, "no_rationale": 0,
               "other_split": 0, "rows_fetched": 0}
 
-    def example(row: dict, train: bool) -> Example | None:
+    def example(row: dict, train: bool, common: set[str] | None = None) -> Example | None:
         gold = row["target_text"]
         label = row["teacher_output"] if (train and cfg.labels == "teacher") else gold
         if gold is None or label is None or not str(label).strip():
             counts["no_target"] += 1
             return None
-        rationale, spans = (row["rationale_text"] or "").strip(), None
-        if train and common is not None:  # --rationale-max-df: the training target without the common words
-            words, spans = content_rationale(row, common)
+        rationale, spans, how = (row["rationale_text"] or "").strip(), None, "none"
+        if common is not None:  # --rationale-max-df: the training target without the common words
+            words, spans, how = content_rationale(row, common)
             rationale = " ".join(words)
-        if train and not rationale:
+            counts[f"rationale_{how}"] += 1
+        if how != "none" and not rationale:
+            counts["rationale_all_common"] += 1
+        elif train and not rationale:
             counts["no_rationale"] += 1
         return Example(row["example_id"], row["split"], row["input_text"], str(label).strip(), str(gold).strip(),
                        rationale, row["teacher_output"],
@@ -317,8 +335,9 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
     common = None
     if cfg.rationale_max_df is not None:  # document frequency over the training inputs, as the PaLM projection's
         common = common_words([r["tokens"] or [] for r in train_rows], cfg.rationale_max_df)
-        counts["common_words"] = len(common)
-    train = [e for e in (example(r, True) for r in train_rows) if e is not None]
+        counts.update(common_words=len(common), rationale_repicked=0, rationale_filtered=0, rationale_none=0,
+                      rationale_all_common=0)
+    train = [e for e in (example(r, True, common) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]
     if not train:

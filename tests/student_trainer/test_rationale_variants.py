@@ -113,10 +113,12 @@ def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
     assert row["rationale"] == ["the", "is", "the"]
     common = common_words([row["tokens"], ["the", "cat", "is", "."]], 0.5)
     assert common == {"the", "is"}  # "." normalises to "" and is left out as punctuation, not as a word
-    words, spans = content_rationale(row, common)
-    assert words == ["near", "dog", "house"]
+    words, spans, how = content_rationale(row, common)
+    assert (words, how) == (["near", "dog", "house"], "repicked")
     assert [text[s:e] for s, e in spans] == words and spans[1][0] == text.rindex("dog")
-    # a rationale that is not its row's top-k (e.g. a projected PaLM one) only loses its common words
-    other = {**row, "rationale": ["the", "dog", "is"], "rationale_text": "the dog is"}
-    words, spans = content_rationale(other, common)
-    assert words == ["dog"] and [text[s:e] for s, e in spans] == ["dog"]
+    # a rationale that is not its row's top-k (e.g. a projected PaLM one) only loses its common words, and each
+    # word it keeps keeps its own occurrence: the second "dog" here, not the first
+    other = {**row, "rationale": ["the", "near", "dog", "is"], "rationale_text": "the near dog is"}
+    words, spans, how = content_rationale(other, common)
+    assert (words, how) == (["near", "dog"], "filtered") and [s for s, _ in spans] == [11, 20]
+    assert [text[s:e] for s, e in spans] == words

@@ -123,5 +123,19 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
         assert ex.rationale.split() == [ex.input.split()[3], ex.input.split()[5]]  # cue, filler: the only content words left
         assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
     assert all(e.rationale.startswith("the is") for e in data.val + data.test)  # held-out rows stay as stored
-    with pytest.raises(ValueError, match="--rationale-max-df"):
-        tiny_cfg(rationale_max_df=0.0)
+    assert data.counts["rationale_repicked"] == 20 and data.counts["rationale_all_common"] == 0
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="--rationale-max-df"):
+            tiny_cfg(rationale_max_df=bad)
+
+
+def test_a_setting_added_later_keeps_the_fingerprints_of_runs_made_before_it():
+    import hashlib
+    import json
+
+    cfg = TrainConfig(dataset="toy")
+    before = {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "threads", "device", "extra",
+                                                                    "rationale_max_df")}
+    assert cfg.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert TrainConfig(dataset="toy", rationale_max_df=0.1).fingerprint() != cfg.fingerprint()
+    assert TrainConfig(dataset="toy", rationale_max_df=1).fingerprint() == TrainConfig(dataset="toy", rationale_max_df=1.0).fingerprint()
