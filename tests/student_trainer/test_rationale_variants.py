@@ -118,7 +118,10 @@ def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
     assert [text[s:e] for s, e in spans] == words and spans[1][0] == text.rindex("dog")
     # a rationale that is not its row's top-k (e.g. a projected PaLM one) only loses its common words, and each
     # word it keeps keeps its own occurrence: the second "dog" here, not the first
-    other = {**row, "rationale": ["the", "near", "dog", "is"], "rationale_text": "the near dog is"}
+    other = {**row, "rationale": ["is", "the", "dog"], "rationale_text": "is the dog"}
     words, spans, how = content_rationale(other, common)
-    assert (words, how) == (["near", "dog"], "filtered") and [s for s, _ in spans] == [11, 20]
-    assert [text[s:e] for s, e in spans] == words
+    assert (words, how) == (["dog"], "filtered") and spans == ((20, 23),)
+    # a unit without a finite score is never picked in a left-out word's place
+    nan = {**engine_row("the cat sat", {"the": 0.9, "sat": 0.5}, k=2), "scores": [0.9, float("nan"), 0.5]}
+    assert nan["rationale"] == ["the", "sat"]
+    assert content_rationale(nan, {"the"})[:2] == (["sat"], ((8, 11),))

@@ -130,12 +130,9 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
 
 
 def test_a_setting_added_later_keeps_the_fingerprints_of_runs_made_before_it():
-    import hashlib
-    import json
-
+    # 44d6d09d3419fbfb: TrainConfig(dataset="toy").fingerprint() before --rationale-max-df existed (commit efba8a2);
+    # a run registered then must not look changed to `retrain` now
     cfg = TrainConfig(dataset="toy")
-    before = {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "threads", "device", "extra",
-                                                                    "rationale_max_df")}
-    assert cfg.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert cfg.fingerprint() == "44d6d09d3419fbfb"
     assert TrainConfig(dataset="toy", rationale_max_df=0.1).fingerprint() != cfg.fingerprint()
     assert TrainConfig(dataset="toy", rationale_max_df=1).fingerprint() == TrainConfig(dataset="toy", rationale_max_df=1.0).fingerprint()
