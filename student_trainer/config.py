@@ -189,9 +189,15 @@ class TrainConfig:
         d = self.to_dict()
         for key in ("progress", "threads", "device", "extra"):
             d.pop(key, None)
-        if d.get("rationale_max_df") is None:  # left at its default: fingerprints from before the field stay
-            d.pop("rationale_max_df", None)
+        for key in ADDED_LATER:  # left at its default, a field added later keeps the fingerprints made before it
+            if d.get(key) == _DEFAULTS[key]:
+                d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+ADDED_LATER = ("rationale_max_df",)
+"""Fields added after runs were registered: list a new field here so that its default keeps old fingerprints."""
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def field_docs(cls: type = TrainConfig) -> dict[str, str]:

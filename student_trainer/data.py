@@ -159,10 +159,13 @@ def _rationale_units(row: dict) -> tuple[list[int], bool]:
     return out, False
 
 
+def _spans_of(row: dict, units: list[int]) -> tuple:
+    return tuple((row["spans"][i]["start"], row["spans"][i]["end"]) for i in units)
+
+
 def rationale_spans(row: dict) -> tuple:
     """Character spans (start, end) in input_text of the row's rationale words, in input order (see _rationale_units)."""
-    spans = row.get("spans") or []
-    return tuple((spans[i]["start"], spans[i]["end"]) for i in _rationale_units(row)[0])
+    return _spans_of(row, _rationale_units(row)[0])
 
 
 def norm_word(word: str) -> str:
@@ -187,7 +190,7 @@ def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, st
     keeps k words where it has them (how = "repicked"). Any other rationale only loses those words
     (how = "filtered"); a row with none keeps none (how = "none").
     """
-    words, tokens, spans = list(row.get("rationale") or []), row.get("tokens") or [], row.get("spans") or []
+    words, tokens = list(row.get("rationale") or []), row.get("tokens") or []
     if not words:
         return [], (), "none"
     skip = common | {""}
@@ -196,10 +199,9 @@ def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, st
         scores = row["scores"]
         units = sorted([i for i in _by_score(scores) if math.isfinite(scores[i]) and norm_word(tokens[i]) not in skip]
                        [:len(words)])
-        return [tokens[i] for i in units], tuple((spans[i]["start"], spans[i]["end"]) for i in units), "repicked"
+        return [tokens[i] for i in units], _spans_of(row, units), "repicked"
     kept = [i for i in units if norm_word(tokens[i]) not in skip]
-    return ([w for w in words if norm_word(w) not in skip], tuple((spans[i]["start"], spans[i]["end"]) for i in kept),
-            "filtered")
+    return [w for w in words if norm_word(w) not in skip], _spans_of(row, kept), "filtered"
 
 
 class _Source:
