@@ -232,24 +232,9 @@ class ExtractiveKind:
         parts["rationale_loss"] = float(bce.detach())
         return a * label_term + (1.0 - a) * bce, parts
 
-    def predict(self, model, examples: list[Example], device, autocast) -> list[str]:
-        out = []
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), autocast():
-                for i in range(0, len(examples), self.cfg.eval_batch_size):
-                    chunk = examples[i:i + self.cfg.eval_batch_size]
-                    logits, _, _ = self._logits(model, chunk, device)
-                    _, _, _, valid = self.targets(chunk, gold=True, device=device)
-                    pick = logits.float().masked_fill(~valid, float("-inf")).argmax(-1).tolist()
-                    out += [self.classes(e)[k] for e, k in zip(chunk, pick)]
-        finally:
-            model.train(was)
-        return out
-
-    def eval_loss(self, model, examples: list[Example], device, autocast) -> float:
-        total, count = 0.0, 0
+    def _eval_batches(self, model, examples: list[Example], device, autocast):
+        """(chunk, float logits [B, C], gold class index [B], valid classes [B, C]) per eval batch, in eval mode,
+        without gradients; the model's mode is restored afterwards."""
         was = model.training
         model.eval()
         try:
@@ -258,13 +243,28 @@ class ExtractiveKind:
                     chunk = examples[i:i + self.cfg.eval_batch_size]
                     logits, _, _ = self._logits(model, chunk, device)
                     idx, _, _, valid = self.targets(chunk, gold=True, device=device)
-                    logits = logits.float().masked_fill(~valid, -1e9)
-                    if bool((idx >= 0).any()):
-                        total += float(F.cross_entropy(logits, idx, ignore_index=-100, reduction="sum"))
-                        count += int((idx >= 0).sum())
+                    yield chunk, logits.float(), idx, valid
         finally:
             model.train(was)
-        return total / max(1, count)
+
+    def validate(self, model, examples: list[Example], device, autocast) -> tuple[float, list[str]]:
+        """(mean label loss against the gold labels, predictions), from one forward pass per batch: validation
+        needs both, and a second pass for the loss would cost as much as the predictions."""
+        total, count, out = 0.0, 0, []
+        for chunk, logits, idx, valid in self._eval_batches(model, examples, device, autocast):
+            pick = logits.masked_fill(~valid, float("-inf")).argmax(-1).tolist()
+            out += [self.classes(e)[k] for e, k in zip(chunk, pick)]
+            if bool((idx >= 0).any()):
+                total += float(F.cross_entropy(logits.masked_fill(~valid, -1e9), idx, ignore_index=-100,
+                                               reduction="sum"))
+                count += int((idx >= 0).sum())
+        return total / max(1, count), out
+
+    def predict(self, model, examples: list[Example], device, autocast) -> list[str]:
+        return self.validate(model, examples, device, autocast)[1]
+
+    def eval_loss(self, model, examples: list[Example], device, autocast) -> float:
+        return self.validate(model, examples, device, autocast)[0]
 
 
 # ------------------------------------------------------------------ seq2seq (presets, HF seq2seq, encdec)
@@ -374,6 +374,10 @@ class Seq2SeqKind:
         from .train import task_loss_eval
 
         return task_loss_eval(model, self.tokenizer, examples, self.cfg, device, autocast)
+
+    def validate(self, model, examples: list[Example], device, autocast) -> tuple[float, list[str]]:
+        """(teacher-forced label loss, generated answers): two passes, since generation cannot give the loss."""
+        return self.eval_loss(model, examples, device, autocast), self.predict(model, examples, device, autocast)
 
 
 def student_kind(cfg: TrainConfig, tokenizer, data: Data | None = None):

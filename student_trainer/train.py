@@ -217,8 +217,8 @@ def fit(cfg: TrainConfig, data: Data, tokenizer, *, seed: int, label_weight: flo
         record = {"step": state["step"], "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **parts,
                   "rows": batch_digest(batch)}
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
-            val_loss = float(kind.eval_loss(model, data.val, device, autocast))
-            acc = evaluate_split(kind, model, data.val, cfg, device, autocast)
+            val_loss, preds = kind.validate(model, data.val, device, autocast)
+            acc = accuracy(preds, [e.gold for e in data.val], cfg.resolved_scorer)
             record.update(val_label_loss=val_loss, val_accuracy=acc)
             if acc > state["best_acc"]:
                 state.update(best_acc=acc, best_step=state["step"], bad_evals=0)

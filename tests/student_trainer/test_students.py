@@ -71,6 +71,28 @@ def test_extractive_student_learns_sees_baseline_batches_and_round_trips(v3, ber
     assert acc == pytest.approx(res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
 
 
+def test_extractive_validation_gives_loss_and_predictions_from_one_forward_pass(v3, bert):
+    cfg = tiny_cfg(student="extractive", checkpoint=bert, student_layers=1, eval_batch_size=8)
+    data = load_data(v3, cfg)
+    kind = ExtractiveKind(cfg, load_tokenizer(bert), label_space(data.train))
+    model = kind.build(0)
+    model.train()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    loss, preds = kind.validate(model, data.val, "cpu", contextlib.nullcontext)
+    assert len(calls) == -(-len(data.val) // 8)  # one pass per eval batch, not one for the loss and one for answers
+    assert model.training  # the mode it had
+    with torch.no_grad():  # the reference: the same model, in eval mode, one batch
+        model.eval()
+        ids, mask, types, _ = kind.encode(data.val, "cpu")
+        logits, _ = model(ids, mask, types)
+    labels = kind.meta["labels"]
+    gold = torch.tensor([labels.index(e.gold) for e in data.val])
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, gold)), rel=1e-5)
+    assert preds == [labels[k] for k in logits.argmax(-1).tolist()]
+    assert kind.predict(model, data.val, "cpu", contextlib.nullcontext) == preds
+
+
 def test_encdec_student_learns_and_round_trips_through_the_registry(v3, bert):
     from transformers import EncoderDecoderModel
 
