@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 LABEL_SOURCES = ("gold", "teacher")
+RATIONALE_TARGETS = ("top_k", "soft")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "fp32", "bf16")
 SCORERS = ("auto", "exact", "equation")
@@ -60,6 +61,9 @@ class TrainConfig:
     rationale_max_df: float | None = None
     """Leave words found in more than this share of the training inputs (the, a, is), and bare punctuation, out of
     the rationale target; a saliency rationale takes the next content words in their place. None: as stored."""
+    rationale_target: str = "top_k"
+    """Tagging target of the extractive student: top_k (the rationale's words 1, every other word 0) | soft (every
+    word its saliency score over the row's highest, so the top word is 1 and the rest keep their ranking)."""
     label_weight: float = 0.5
     """a in loss = a * label_loss + (1 - a) * rationale_loss; 1.0 trains label-only."""
     compare_baseline: bool = False
@@ -158,6 +162,11 @@ class TrainConfig:
         if self.rationale_max_df is not None and not 0.0 < self.rationale_max_df <= 1.0:
             bad("rationale_max_df", f"{self.rationale_max_df!r}: a share of the training inputs in (0, 1], e.g. 0.1 "
                 "(words in more than 10% of them are left out), or leave it out")
+        if self.rationale_target not in RATIONALE_TARGETS:
+            bad("rationale_target", f"{self.rationale_target!r} is not one of {', '.join(RATIONALE_TARGETS)}")
+        if self.rationale_target == "soft" and self.student != "extractive":
+            bad("rationale_target", f"soft tags the input's tokens, which only --student extractive does (--student "
+                f"{self.student} writes its rationale as text); use --student extractive or leave it at top_k")
         if not 0.0 <= float(self.kd_weight) <= 1.0:
             bad("kd_weight", f"{self.kd_weight!r}: w must lie in [0, 1] (0 turns distillation off)")
         if not self.kd_temperature > 0:
@@ -195,7 +204,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-ADDED_LATER = ("rationale_max_df",)
+ADDED_LATER = ("rationale_max_df", "rationale_target")
 """Fields added after runs were registered: list a new field here so that its default keeps old fingerprints."""
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

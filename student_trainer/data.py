@@ -55,6 +55,9 @@ class Example:
     """The labels / choices the teacher's distribution is over (schema v3 `answer_choices`); () when absent."""
     answer_probs: tuple = ()
     """The teacher's probabilities over `answer_choices` (schema v3 `answer_probs`); () when absent."""
+    tag_weights: tuple = ()
+    """(start, end, weight) per word of `input`, the soft tagging target (--rationale-target soft, training rows
+    only; see soft_rationale); () otherwise."""
 
     @property
     def predict_input(self) -> str:
@@ -204,6 +207,24 @@ def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, st
     return [w for w in words if norm_word(w) not in skip], _spans_of(row, kept), "filtered"
 
 
+def soft_rationale(row: dict, common: set[str] | None = None) -> tuple:
+    """((start, end, weight), ...) per unit (word) of the row, in input order: its saliency score over the row's
+    highest, so the teacher's top word weighs 1 and every other word keeps its place in the ranking.
+
+    Units with a score that is not finite, and (when `common` is given, as --rationale-max-df does) common words
+    and bare punctuation weigh 0. () when the row has no score per unit or no positive score (nothing to tag)."""
+    tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], row.get("scores") or []
+    if not tokens or not len(tokens) == len(spans) == len(scores):
+        return ()
+    skip = None if common is None else common | {""}
+    kept = [max(0.0, float(x)) if math.isfinite(x) and (skip is None or norm_word(t) not in skip) else 0.0
+            for t, x in zip(tokens, scores)]
+    top = max(kept)
+    if not top > 0:
+        return ()
+    return tuple((sp["start"], sp["end"], w / top) for sp, w in zip(spans, kept))
+
+
 class _Source:
     """The chosen shards as one DuckDB view `src`, on a connection that may read only those files."""
 
@@ -299,7 +320,15 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
                        rationale, row["teacher_output"],
                        rationale_spans=rationale_spans(row) if spans is None else spans,
                        answer_choices=tuple(row.get("answer_choices") or ()),
-                       answer_probs=tuple(row.get("answer_probs") or ()))
+                       answer_probs=tuple(row.get("answer_probs") or ()),
+                       tag_weights=soft(row) if train else ())
+
+    def soft(row: dict) -> tuple:
+        if cfg.rationale_target != "soft":
+            return ()
+        weights = soft_rationale(row, common)
+        counts["soft_rows" if weights else "soft_no_scores"] += 1
+        return weights
 
     def rows_of(split: str, order: bool = False, limit: int | None = None):
         sql = "SELECT * FROM clean WHERE split = ?" + (" ORDER BY sha256('order:' || example_id)" if order
@@ -339,6 +368,8 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
         common = common_words([r["tokens"] or [] for r in train_rows], cfg.rationale_max_df)
         counts.update(common_words=len(common), rationale_repicked=0, rationale_filtered=0, rationale_none=0,
                       rationale_all_common=0)
+    if cfg.rationale_target == "soft":
+        counts.update(soft_rows=0, soft_no_scores=0)
     train = [e for e in (example(r, True, common) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]

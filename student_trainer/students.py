@@ -15,7 +15,8 @@
   extractive an encoder (AutoModel from --checkpoint) with two heads on its last hidden states H [B, T, h]:
              classify: Linear(h, C) on the attention-masked mean of H -> label logits [B, C];
              tag:      Linear(h, 1) per token -> rationale logits [B, T], trained to mark the tokens whose
-                       character span overlaps one of the teacher's rationale words (offset mapping).
+                       character span overlaps one of the teacher's rationale words (offset mapping); with
+                       --rationale-target soft, to give each token its word's saliency over the row's highest.
 --student-layers N keeps the first N layers of each checkpoint (encoder and decoder), as DSS's
 students are smaller than their teachers.
 
@@ -140,6 +141,18 @@ def tag_labels(offsets, spans, special) -> list[float]:
     return out
 
 
+def soft_tag_labels(offsets, weights, special) -> list[float]:
+    """Per token, the weight of the word its character span overlaps (the highest if several; 0.0 if none); -1.0
+    for special/padding tokens. weights: [(start, end, weight)] per word (data.soft_rationale)."""
+    out = []
+    for (s, e), sp in zip(offsets, special):
+        if sp or e <= s:
+            out.append(-1.0)
+        else:
+            out.append(max((w for ws, we, w in weights if s < we and ws < e), default=0.0))
+    return out
+
+
 @dataclass
 class ExtractiveKind:
     cfg: TrainConfig
@@ -178,8 +191,9 @@ class ExtractiveKind:
         special = (enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()).tolist()
         if pairs:  # only the input (sequence 0) carries tagging labels; the choice's offsets index the choice
             special = [[sp or enc.sequence_ids(i)[t] != 0 for t, sp in enumerate(row)] for i, row in enumerate(special)]
-        tags = torch.tensor([tag_labels(off, e.rationale_spans, sp) for off, e, sp
-                             in zip(enc["offset_mapping"].tolist(), rows, special)])
+        soft = self.cfg.rationale_target == "soft"
+        tags = torch.tensor([soft_tag_labels(off, e.tag_weights, sp) if soft else tag_labels(off, e.rationale_spans, sp)
+                             for off, e, sp in zip(enc["offset_mapping"].tolist(), rows, special)])
         types = enc["token_type_ids"].to(device) if pairs and "token_type_ids" in enc else None
         return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device)
 
@@ -224,7 +238,8 @@ class ExtractiveKind:
         if a >= 1.0:
             return label_term, parts
         real = tags >= 0
-        has_spans = torch.tensor([bool(e.rationale_spans) for e in batch], device=device)
+        soft = self.cfg.rationale_target == "soft"
+        has_spans = torch.tensor([bool(e.tag_weights if soft else e.rationale_spans) for e in batch], device=device)
         rows = has_spans.repeat_interleave(tags.shape[0] // len(batch)).unsqueeze(-1) & real  # pairs: per choice
         if not bool(rows.any()):
             return a * label_term, parts

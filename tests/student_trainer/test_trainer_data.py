@@ -129,6 +129,54 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
             tiny_cfg(rationale_max_df=bad)
 
 
+def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalog):
+    import re
+
+    from student_trainer.presets import load_tokenizer
+    from student_trainer.students import ExtractiveKind, label_space
+
+    from st_helpers import tiny_bert
+
+    def row(i: int, split: str) -> dict:
+        cue = ["good", "bad"][i % 2]
+        text = f"the film is {cue}, really"
+        units = ["the", "film", "is", f"{cue},", "really"]
+        spans = [{"start": m.start(), "end": m.end()} for m in re.finditer(r"\S+", text)]
+        scores = [0.5, 0.25, 1.0, 2.0, float("nan")] if i else [0.0] * 5  # row 0: no positive score, nothing to tag
+        return dict(example_id=f"{split}-{i}", input_text=text, target_text=["yes", "no"][i % 2], teacher_model="toy",
+                    method="saliency", teacher_output=["yes", "no"][i % 2], teacher_correct=True, tokens=units,
+                    spans=spans, scores=scores, rationale=["is", f"{cue},"], rationale_text=f"is {cue},")
+
+    add_job(catalog, "toy", "j1", {s: [row(i, s) for i in range(n)] for s, n in (("train", 8), ("valid", 4), ("test", 4))})
+    bert = str(tiny_bert(catalog.store.local_dir / "tiny-bert"))
+    cfg = tiny_cfg(student="extractive", checkpoint=bert, rationale_target="soft")
+    assert all(not e.tag_weights for e in load_data(catalog, tiny_cfg()).train)  # top_k: as before
+    data = load_data(catalog, cfg)
+    assert data.counts["soft_rows"] == 7 and data.counts["soft_no_scores"] == 1
+    ex = next(e for e in data.train if e.example_id == "train-1")
+    assert [(ex.input[s:e], w) for s, e, w in ex.tag_weights] == [
+        ("the", 0.25), ("film", 0.125), ("is", 0.5), ("bad,", 1.0), ("really", 0.0)]  # over the top; NaN weighs 0
+    assert not next(e for e in data.train if e.example_id == "train-0").tag_weights
+    assert all(not e.tag_weights for e in data.val + data.test)  # a training target only
+    with_df = load_data(catalog, tiny_cfg(student="extractive", checkpoint=bert, rationale_target="soft",
+                                           rationale_max_df=0.5))  # the, film, is, really: common
+    assert [w for *_, w in next(e for e in with_df.train if e.example_id == "train-1").tag_weights] == [0, 0, 0, 1.0, 0]
+
+    tok = load_tokenizer(bert)
+    kind = ExtractiveKind(cfg, tok, label_space(data.train))
+    ids, _, _, tags = kind.encode([ex], "cpu")
+    by_token = [(tok.decode([t]), y) for t, y in zip(ids[0].tolist(), tags[0].tolist())]
+    assert by_token[0] == ("[CLS]", -1.0) and by_token[-1] == ("[SEP]", -1.0)
+    assert [y for _, y in by_token[1:-1]] == [
+        w for s, e, w in ex.tag_weights for _ in tok(ex.input[s:e], add_special_tokens=False)["input_ids"]]
+    loss, parts = kind.loss(kind.build(0), data.train, 0.5, 0.0, "cpu")
+    assert parts["rationale_loss"] > 0 and loss.requires_grad
+    with pytest.raises(ValueError, match="--rationale-target.*--student extractive"):
+        tiny_cfg(student="tiny", rationale_target="soft")
+    with pytest.raises(ValueError, match="--rationale-target.*top_k, soft"):
+        tiny_cfg(rationale_target="smooth")
+
+
 def test_a_setting_added_later_keeps_the_fingerprints_of_runs_made_before_it():
     # 44d6d09d3419fbfb: TrainConfig(dataset="toy").fingerprint() before --rationale-max-df existed (commit efba8a2);
     # a run registered then must not look changed to `retrain` now
@@ -136,3 +184,5 @@ def test_a_setting_added_later_keeps_the_fingerprints_of_runs_made_before_it():
     assert cfg.fingerprint() == "44d6d09d3419fbfb"
     assert TrainConfig(dataset="toy", rationale_max_df=0.1).fingerprint() != cfg.fingerprint()
     assert TrainConfig(dataset="toy", rationale_max_df=1).fingerprint() == TrainConfig(dataset="toy", rationale_max_df=1.0).fingerprint()
+    assert TrainConfig(dataset="toy", rationale_target="soft", student="extractive", checkpoint="x").fingerprint() != \
+        TrainConfig(dataset="toy", student="extractive", checkpoint="x").fingerprint()
