@@ -63,7 +63,8 @@ class TrainConfig:
     the rationale target; a saliency rationale takes the next content words in their place. None: as stored."""
     rationale_target: str = "top_k"
     """Tagging target of the extractive student: top_k (the rationale's words 1, every other word 0) | soft (every
-    word its saliency score over the row's highest, so the top word is 1 and the rest keep their ranking)."""
+    word its saliency score over the row's highest: the top word 1, the others in their order; training rows with
+    a rationale only; with --rationale-max-df, common words 0)."""
     label_weight: float = 0.5
     """a in loss = a * label_loss + (1 - a) * rationale_loss; 1.0 trains label-only."""
     compare_baseline: bool = False

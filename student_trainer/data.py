@@ -209,12 +209,13 @@ def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, st
 
 def soft_rationale(row: dict, common: set[str] | None = None) -> tuple:
     """((start, end, weight), ...) per unit (word) of the row, in input order: its saliency score over the row's
-    highest, so the teacher's top word weighs 1 and every other word keeps its place in the ranking.
+    highest, so the teacher's top word weighs 1 and the other words keep their order.
 
     Units with a score that is not finite, and (when `common` is given, as --rationale-max-df does) common words
-    and bare punctuation weigh 0. () when the row has no score per unit or no positive score (nothing to tag)."""
+    and bare punctuation weigh 0. () when the row has no rationale (a dataset that left it out, e.g. a wrong
+    teacher's row, keeps it out), no score per unit, or no positive weight: nothing to tag."""
     tokens, spans, scores = row.get("tokens") or [], row.get("spans") or [], row.get("scores") or []
-    if not tokens or not len(tokens) == len(spans) == len(scores):
+    if not row.get("rationale") or not tokens or not len(tokens) == len(spans) == len(scores):
         return ()
     skip = None if common is None else common | {""}
     kept = [max(0.0, float(x)) if math.isfinite(x) and (skip is None or norm_word(t) not in skip) else 0.0
@@ -321,13 +322,13 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
                        rationale_spans=rationale_spans(row) if spans is None else spans,
                        answer_choices=tuple(row.get("answer_choices") or ()),
                        answer_probs=tuple(row.get("answer_probs") or ()),
-                       tag_weights=soft(row) if train else ())
+                       tag_weights=soft(row, common) if train else ())
 
-    def soft(row: dict) -> tuple:
+    def soft(row: dict, common: set[str] | None) -> tuple:
         if cfg.rationale_target != "soft":
             return ()
         weights = soft_rationale(row, common)
-        counts["soft_rows" if weights else "soft_no_scores"] += 1
+        counts["soft_rows" if weights else "soft_untagged"] += 1
         return weights
 
     def rows_of(split: str, order: bool = False, limit: int | None = None):
@@ -369,7 +370,7 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
         counts.update(common_words=len(common), rationale_repicked=0, rationale_filtered=0, rationale_none=0,
                       rationale_all_common=0)
     if cfg.rationale_target == "soft":
-        counts.update(soft_rows=0, soft_no_scores=0)
+        counts.update(soft_rows=0, soft_untagged=0)
     train = [e for e in (example(r, True, common) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]

@@ -4,6 +4,7 @@
     model = kind.build(seed=0)
     loss, parts = kind.loss(model, batch, a=0.5, kd_weight=0.5, device=device)
     preds = kind.predict(model, examples, device=device, autocast=autocast)   # answer strings
+    val_loss, preds = kind.validate(model, val, device=device, autocast=autocast)  # label loss and answers
     model = load_student(run_dir / "model")           # any kind, back from the registry
 
 --student choices:
@@ -127,29 +128,19 @@ def label_space(examples: list[Example]) -> dict:
 
 
 def tag_labels(offsets, spans, special) -> list[float]:
-    """1.0 for tokens whose character span overlaps a rationale span, else 0.0; -1.0 for special/padding tokens.
+    """Per token, the weight of the rationale span its character span overlaps (the highest if several), else 0.0;
+    -1.0 for special/padding tokens.
 
-    offsets: [(start, end)] per token from the tokenizer's offset mapping; spans: [(start, end)] rationale spans;
-    special: per-token bool (special token or padding).
+    offsets: [(start, end)] per token from the tokenizer's offset mapping; spans: [(start, end, weight)] (weight 1.0
+    for each rationale word of a top-k target; each word's share of the top saliency for a soft one); special:
+    per-token bool (special token or padding).
     """
     out = []
     for (s, e), sp in zip(offsets, special):
         if sp or e <= s:
             out.append(-1.0)
         else:
-            out.append(1.0 if any(s < re and rs < e for rs, re in spans) else 0.0)
-    return out
-
-
-def soft_tag_labels(offsets, weights, special) -> list[float]:
-    """Per token, the weight of the word its character span overlaps (the highest if several; 0.0 if none); -1.0
-    for special/padding tokens. weights: [(start, end, weight)] per word (data.soft_rationale)."""
-    out = []
-    for (s, e), sp in zip(offsets, special):
-        if sp or e <= s:
-            out.append(-1.0)
-        else:
-            out.append(max((w for ws, we, w in weights if s < we and ws < e), default=0.0))
+            out.append(max((w for rs, re, w in spans if s < re and rs < e), default=0.0))
     return out
 
 
@@ -172,6 +163,13 @@ class ExtractiveKind:
         return ExtractiveStudent(encoder, {"kind": "extractive", "checkpoint": ckpt,
                                            "student_layers": self.cfg.student_layers, **self.meta, **scoring})
 
+    def tag_spans(self, ex: Example) -> tuple:
+        """(start, end, weight) spans of the row's tagging target: its saliency weights (--rationale-target soft) or
+        its rationale words at 1.0; () when it has none."""
+        if self.cfg.rationale_target == "soft":
+            return ex.tag_weights
+        return tuple((s, e, 1.0) for s, e in ex.rationale_spans)
+
     def encode(self, examples: list[Example], device):
         """(input ids, attention mask, token type ids or None, tag labels); [B, T] per row (labels mode) or
         [B * C, T] per (input, choice) pair (choices mode: rows with fewer choices get empty ones, masked later)."""
@@ -191,8 +189,7 @@ class ExtractiveKind:
         special = (enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()).tolist()
         if pairs:  # only the input (sequence 0) carries tagging labels; the choice's offsets index the choice
             special = [[sp or enc.sequence_ids(i)[t] != 0 for t, sp in enumerate(row)] for i, row in enumerate(special)]
-        soft = self.cfg.rationale_target == "soft"
-        tags = torch.tensor([soft_tag_labels(off, e.tag_weights, sp) if soft else tag_labels(off, e.rationale_spans, sp)
+        tags = torch.tensor([tag_labels(off, self.tag_spans(e), sp)
                              for off, e, sp in zip(enc["offset_mapping"].tolist(), rows, special)])
         types = enc["token_type_ids"].to(device) if pairs and "token_type_ids" in enc else None
         return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device)
@@ -238,8 +235,7 @@ class ExtractiveKind:
         if a >= 1.0:
             return label_term, parts
         real = tags >= 0
-        soft = self.cfg.rationale_target == "soft"
-        has_spans = torch.tensor([bool(e.tag_weights if soft else e.rationale_spans) for e in batch], device=device)
+        has_spans = torch.tensor([bool(self.tag_spans(e)) for e in batch], device=device)
         rows = has_spans.repeat_interleave(tags.shape[0] // len(batch)).unsqueeze(-1) & real  # pairs: per choice
         if not bool(rows.any()):
             return a * label_term, parts
@@ -247,9 +243,10 @@ class ExtractiveKind:
         parts["rationale_loss"] = float(bce.detach())
         return a * label_term + (1.0 - a) * bce, parts
 
-    def _eval_batches(self, model, examples: list[Example], device, autocast):
-        """(chunk, float logits [B, C], gold class index [B], valid classes [B, C]) per eval batch, in eval mode,
-        without gradients; the model's mode is restored afterwards."""
+    def validate(self, model, examples: list[Example], device, autocast) -> tuple[float, list[str]]:
+        """(mean label loss against the gold labels, predictions), from one forward pass per batch, in eval mode
+        and without gradients: validation needs both, and a second pass for the loss would cost as much again."""
+        total, count, out = 0.0, 0, []
         was = model.training
         model.eval()
         try:
@@ -258,28 +255,19 @@ class ExtractiveKind:
                     chunk = examples[i:i + self.cfg.eval_batch_size]
                     logits, _, _ = self._logits(model, chunk, device)
                     idx, _, _, valid = self.targets(chunk, gold=True, device=device)
-                    yield chunk, logits.float(), idx, valid
+                    logits = logits.float()
+                    pick = logits.masked_fill(~valid, float("-inf")).argmax(-1).tolist()
+                    out += [self.classes(e)[k] for e, k in zip(chunk, pick)]
+                    if bool((idx >= 0).any()):
+                        total += float(F.cross_entropy(logits.masked_fill(~valid, -1e9), idx, ignore_index=-100,
+                                                       reduction="sum"))
+                        count += int((idx >= 0).sum())
         finally:
             model.train(was)
-
-    def validate(self, model, examples: list[Example], device, autocast) -> tuple[float, list[str]]:
-        """(mean label loss against the gold labels, predictions), from one forward pass per batch: validation
-        needs both, and a second pass for the loss would cost as much as the predictions."""
-        total, count, out = 0.0, 0, []
-        for chunk, logits, idx, valid in self._eval_batches(model, examples, device, autocast):
-            pick = logits.masked_fill(~valid, float("-inf")).argmax(-1).tolist()
-            out += [self.classes(e)[k] for e, k in zip(chunk, pick)]
-            if bool((idx >= 0).any()):
-                total += float(F.cross_entropy(logits.masked_fill(~valid, -1e9), idx, ignore_index=-100,
-                                               reduction="sum"))
-                count += int((idx >= 0).sum())
         return total / max(1, count), out
 
     def predict(self, model, examples: list[Example], device, autocast) -> list[str]:
         return self.validate(model, examples, device, autocast)[1]
-
-    def eval_loss(self, model, examples: list[Example], device, autocast) -> float:
-        return self.validate(model, examples, device, autocast)[0]
 
 
 # ------------------------------------------------------------------ seq2seq (presets, HF seq2seq, encdec)

@@ -132,6 +132,8 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
 def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalog):
     import re
 
+    import torch
+
     from student_trainer.presets import load_tokenizer
     from student_trainer.students import ExtractiveKind, label_space
 
@@ -152,7 +154,7 @@ def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalo
     cfg = tiny_cfg(student="extractive", checkpoint=bert, rationale_target="soft")
     assert all(not e.tag_weights for e in load_data(catalog, tiny_cfg()).train)  # top_k: as before
     data = load_data(catalog, cfg)
-    assert data.counts["soft_rows"] == 7 and data.counts["soft_no_scores"] == 1
+    assert data.counts["soft_rows"] == 7 and data.counts["soft_untagged"] == 1
     ex = next(e for e in data.train if e.example_id == "train-1")
     assert [(ex.input[s:e], w) for s, e, w in ex.tag_weights] == [
         ("the", 0.25), ("film", 0.125), ("is", 0.5), ("bad,", 1.0), ("really", 0.0)]  # over the top; NaN weighs 0
@@ -169,8 +171,15 @@ def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalo
     assert by_token[0] == ("[CLS]", -1.0) and by_token[-1] == ("[SEP]", -1.0)
     assert [y for _, y in by_token[1:-1]] == [
         w for s, e, w in ex.tag_weights for _ in tok(ex.input[s:e], add_special_tokens=False)["input_ids"]]
-    loss, parts = kind.loss(kind.build(0), data.train, 0.5, 0.0, "cpu")
-    assert parts["rationale_loss"] > 0 and loss.requires_grad
+    model = kind.build(0).eval()  # no dropout: the reference below sees the same logits
+    _, parts = kind.loss(model, data.train, 0.5, 0.0, "cpu")
+    tagged = [e for e in data.train if e.tag_weights]  # the BCE is over the soft targets of rows that have them
+    ids, mask, types, tags = kind.encode(tagged, "cpu")
+    with torch.no_grad():
+        tag_logits = model(ids, mask, types)[1]
+    real = tags >= 0
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(tag_logits[real], tags[real])
+    assert parts["rationale_loss"] == pytest.approx(float(bce), rel=1e-5)
     with pytest.raises(ValueError, match="--rationale-target.*--student extractive"):
         tiny_cfg(student="tiny", rationale_target="soft")
     with pytest.raises(ValueError, match="--rationale-target.*top_k, soft"):
