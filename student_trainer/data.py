@@ -114,6 +114,9 @@ def pool_split(rows: list[dict], sizes: list[int], name: str, flags: str) -> lis
 def id_order_slice(rows: list[dict], offset: int, n: int, name: str) -> list[dict]:
     """Rows `offset` .. `offset + n` in example-id order (test rows: a later run can score rows an earlier one
     never read, `--test-offset`)."""
+    if not rows:  # else the offset check below would blame an offset of 0
+        raise ValueError(f"{name}: the test split has no rows; ingest the dataset with its test file "
+                         "(`salient datasets add NAME DIR --format FORMAT`, `salient datasets ls` shows the splits)")
     if offset >= len(rows):
         raise ValueError(f"{name}: --test-offset {offset} is past the test split's {len(rows)} rows; pass an offset "
                          f"below {len(rows)}")

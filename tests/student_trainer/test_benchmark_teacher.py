@@ -59,6 +59,9 @@ def test_test_offset_takes_later_rows_in_example_id_order_and_refuses_an_offset_
     with pytest.raises(ValueError, match=r"anli1: --test-offset 10 is past the test split's 10 rows; pass an offset "
                                          r"below 10"):
         id_order_slice(rows, 10, 4, "anli1")
+    with pytest.raises(ValueError, match=r"e-SNLI test: the test split has no rows; ingest the dataset with its test "
+                                         r"file"):  # not "--test-offset 0 is past the test split's 0 rows"
+        id_order_slice([], 0, 300, "e-SNLI test")
 
 
 @pytest.mark.parametrize("task, offset, why", [("real", "-1", "got -1$"),
