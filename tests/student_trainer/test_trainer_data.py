@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from st_helpers import add_job, tiny_cfg, toy_rows
+from st_helpers import add_job, tiny_cfg, toy_rows, word_spans
 from student_trainer.config import TrainConfig, field_docs
 from student_trainer.data import load_data
 
@@ -100,19 +100,22 @@ def test_pool_split_gives_disjoint_pools_that_do_not_depend_on_row_order():
         pool_split(rows, [40, 10, 5], "toy", "--a / --b / --c")
 
 
-def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(catalog):
-    import re
+def scored_row(i: int, split: str, text: str, scores: dict[str, float], rationale: list[str],
+               default: float = 0.1) -> dict:
+    """A row as the engine writes it for `text`: its whitespace words as units with their spans, each scored by
+    `scores` (else `default`), and `rationale`; the label alternates yes / no and the teacher is right."""
+    units = text.split()
+    label = ["yes", "no"][i % 2]
+    return dict(example_id=f"{split}-{i}", input_text=text, target_text=label, teacher_model="toy", method="saliency",
+                teacher_output=label, teacher_correct=True, tokens=units, spans=word_spans(text, units),
+                scores=[scores.get(u, default) for u in units], rationale=rationale, rationale_text=" ".join(rationale))
 
+
+def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(catalog):
     def row(i: int, split: str) -> dict:
         cue = ["good", "bad"][i % 2]
-        text = f"the film is {cue} and filler{i} ends"
-        units = re.findall(r"\S+", text)
-        scores = {"the": 0.9, "is": 0.8, cue: 0.7, f"filler{i}": 0.6}
-        spans = [{"start": m.start(), "end": m.end()} for m in re.finditer(r"\S+", text)]
-        return dict(example_id=f"{split}-{i}", input_text=text, target_text=["yes", "no"][i % 2], teacher_model="toy",
-                    method="saliency", teacher_output=["yes", "no"][i % 2], teacher_correct=True, tokens=units,
-                    spans=spans, scores=[scores.get(u, 0.1) for u in units], rationale=["the", "is", cue],
-                    rationale_text=f"the is {cue}")
+        return scored_row(i, split, f"the film is {cue} and filler{i} ends",
+                          {"the": 0.9, "is": 0.8, cue: 0.7, f"filler{i}": 0.6}, ["the", "is", cue])
 
     add_job(catalog, "toy", "j1", {s: [row(i, s) for i in range(n)] for s, n in (("train", 20), ("valid", 6), ("test", 6))})
     as_stored = load_data(catalog, tiny_cfg())
@@ -130,8 +133,6 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
 
 
 def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalog):
-    import re
-
     import torch
 
     from student_trainer.presets import load_tokenizer
@@ -140,14 +141,10 @@ def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalo
     from st_helpers import tiny_bert
 
     def row(i: int, split: str) -> dict:
-        cue = ["good", "bad"][i % 2]
-        text = f"the film is {cue}, really"
-        units = ["the", "film", "is", f"{cue},", "really"]
-        spans = [{"start": m.start(), "end": m.end()} for m in re.finditer(r"\S+", text)]
-        scores = [0.5, 0.25, 1.0, 2.0, float("nan")] if i else [0.0] * 5  # row 0: no positive score, nothing to tag
-        return dict(example_id=f"{split}-{i}", input_text=text, target_text=["yes", "no"][i % 2], teacher_model="toy",
-                    method="saliency", teacher_output=["yes", "no"][i % 2], teacher_correct=True, tokens=units,
-                    spans=spans, scores=scores, rationale=["is", f"{cue},"], rationale_text=f"is {cue},")
+        cue = ["good", "bad"][i % 2] + ","
+        scores = {"the": 0.5, "film": 0.25, "is": 1.0, cue: 2.0, "really": float("nan")}
+        # row 0: no positive score, nothing to tag
+        return scored_row(i, split, f"the film is {cue} really", scores if i else {}, ["is", cue], default=0.0)
 
     add_job(catalog, "toy", "j1", {s: [row(i, s) for i in range(n)] for s, n in (("train", 8), ("valid", 4), ("test", 4))})
     bert = str(tiny_bert(catalog.store.local_dir / "tiny-bert"))
