@@ -204,7 +204,8 @@ def test_embedded_job_does_not_join_a_cluster_already_running_here(store, teache
         _wait(lambda: _port_open(gcs), 120, "the head node's GCS")
         address = f"127.0.0.1:{gcs}"
         outside = _wait(lambda: _alive_nodes(address, env), 120, "the outside cluster's node")
-        assert (Path(tmp) / "ray" / "ray_current_cluster").exists()  # where a bare ray.init() would find it
+        # where a bare ray.init() would find it; `ray start` writes it after the node is up, so wait for it
+        _wait((Path(tmp) / "ray" / "ray_current_cluster").exists, 120, "the outside cluster's address file")
         common = ["attribute", "--dataset", "toy", "--teacher", teacher, "--max-new-tokens", "3", "--shard-size", "10",
                   "--actors", "1", "--num-cpus-per-actor", "1", "--wait"]
         res = _salient(store, *common, "--job-id", "embedded", env=env)
