@@ -155,6 +155,24 @@ def jobs_cancel(args) -> int:
     return 0
 
 
+def follow_with_progress(events, job: dict, bar) -> dict:
+    """Feed a job's state events to a shard progress bar; return the last state. One poll of the events stream
+    can see several shards committed at once: each gets its own bar step, numbered as it was committed, so the
+    bar ends at shards_total however the updates were grouped."""
+    last, shards_seen = job, job["shards_done"]
+    try:
+        for event in events:
+            last = event
+            for done in range(shards_seen + 1, event["shards_done"] + 1):
+                bar({"kind": "shard", "job_id": event["job_id"], "shards_done": done,
+                     "shards_total": event["shards_total"], "rows_done": event["done_rows"],
+                     "total_rows": event["total_rows"], "error_rows": event["error_rows"]})
+            shards_seen = max(shards_seen, event["shards_done"])
+    finally:
+        bar.close()
+    return last
+
+
 def attribute(args) -> int:
     from api.commands.attribute import _ProgressBar, spec_from_args
 
@@ -171,18 +189,7 @@ def attribute(args) -> int:
     if not args.wait:
         print(json.dumps({"job_id": job["job_id"], "status": job["status"], "location": resp.headers.get("Location")}))
         return 0
-    bar, last = _ProgressBar(), job
-    shards_seen = job["shards_done"]
-    try:
-        for event in client.events(job["job_id"]):
-            last = event
-            for _ in range(shards_seen, event["shards_done"]):  # one bar step per committed shard
-                bar({"kind": "shard", "job_id": event["job_id"], "shards_done": event["shards_done"],
-                     "shards_total": event["shards_total"], "rows_done": event["done_rows"],
-                     "total_rows": event["total_rows"], "error_rows": event["error_rows"]})
-            shards_seen = max(shards_seen, event["shards_done"])
-    finally:
-        bar.close()
+    last = follow_with_progress(client.events(job["job_id"]), job, _ProgressBar())
     if last["status"] != "succeeded":
         print(f"salient: job {last['status']}: {last.get('message') or ''}", file=sys.stderr)
         return 1

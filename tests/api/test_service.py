@@ -339,6 +339,36 @@ def salient(service, *args: str, token: str = SUBMIT, stdin: str | None = None):
                           env=env, timeout=300, input=stdin)
 
 
+def test_progress_bar_ends_at_the_shard_total_when_one_event_reports_several_shards(capsys):
+    """The events stream reports a state when its poll sees a change, so one event can carry several newly
+    committed shards (0, then 3, then 4 of 4 here). The bar steps once per shard and ends at 4/4, not 7/4."""
+    from api.client import follow_with_progress
+    from api.commands.attribute import _ProgressBar
+
+    def state(done, status="running"):
+        return {"job_id": "j", "status": status, "shards_done": done, "shards_total": 4, "done_rows": 5 * done,
+                "total_rows": 20, "error_rows": 0}
+
+    steps = []
+
+    class Recorded(_ProgressBar):
+        def __call__(self, event):
+            steps.append(event["shards_done"])
+            super().__call__(event)
+
+    record = Recorded()
+    last = follow_with_progress(iter([state(0), state(3), state(4, "succeeded")]), state(0, "queued"), record)
+    assert last["status"] == "succeeded" and steps == [1, 2, 3, 4]
+    err = capsys.readouterr().err
+    assert "4/4" in err and not re.search(r"\b[5-9]/4\b", err), err
+    # a resumed job (2 of 4 already committed when submitted) starts its bar at 2 and also ends at 4/4
+    steps.clear()
+    follow_with_progress(iter([state(4, "succeeded")]), state(2), record)
+    assert steps == [3, 4]
+    err = capsys.readouterr().err
+    assert "4/4" in err and not re.search(r"\b[5-9]/4\b", err), err
+
+
 def test_cli_talks_to_the_service_with_api(service, sub, teacher, tmp_path):
     """`salient --api URL` (here $SALIENT_API): the same commands and tables, over HTTP."""
     rows = toy_rows(20, seed=7)
