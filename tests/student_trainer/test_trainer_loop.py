@@ -138,6 +138,7 @@ def test_sigkill_then_resume_matches_uninterrupted(toy):
     deadline = time.time() + 120
     while not (work / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    assert proc.poll() is None, f"the trainer exited ({proc.returncode}) before it could be killed mid-run"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (work / "result.json").exists()
