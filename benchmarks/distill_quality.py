@@ -184,6 +184,52 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
     return path
 
 
+TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the example ids each dataset fine-tuned it on
+
+
+def record_teacher(path: Path, name: str, rows: list[dict]) -> None:
+    """Write down which `name` rows fine-tuned the teacher at `path`, added to what the record already holds (a
+    teacher started with --teacher-init carries its first run's record, copied with it), so a later run that
+    reuses or starts from it can check that it never saw that run's validation or test rows."""
+    from storage.parquet_io import atomic_write
+
+    trained = read_teacher_record(path) or {}
+    trained[name] = sorted(set(trained.get(name, [])) | {r["example_id"] for r in rows})
+    with atomic_write(path / TEACHER_RECORD, "w") as f:
+        json.dump({"trained_on": trained}, f)
+
+
+def read_teacher_record(path: Path) -> dict[str, list[str]] | None:
+    record = path / TEACHER_RECORD
+    return json.loads(record.read_text())["trained_on"] if record.exists() else None
+
+
+def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[dict]], sees_student: bool,
+                       log) -> None:
+    """Refuse a teacher from an earlier run (--teacher-dir, --teacher-init) that was fine-tuned on this run's
+    validation or test rows, or on its student rows unless the teacher may see them (--teacher-sees-student): a
+    run with other pool sizes carves other pools from the same file, and nothing else would show it but every
+    arm distilling a teacher that has seen its answers."""
+    trained = read_teacher_record(path)
+    if trained is None:
+        log(f"  {flag} {path} has no {TEACHER_RECORD} (a teacher from before 2026-12-06, or not this benchmark's): "
+            "which rows it was fine-tuned on cannot be checked; make sure no validation or test row was one")
+        return
+    seen = set(trained.get(name, []))
+    clash = {split: sum(r["example_id"] in seen for r in rows) for split, rows in pools.items()
+             if split != "student" or not sees_student}
+    clash = {split: n for split, n in clash.items() if n}
+    if clash:
+        where = ", ".join(f"{n} of the {len(pools[split])} {split} rows" for split, n in clash.items())
+        raise ValueError(
+            f"{flag} {path}: that teacher was fine-tuned on {where} of this {name} run (it trained on {len(seen)} "
+            f"{name} rows; a run with other --teacher-train / --n-train / --n-val carves other pools), so every arm "
+            "would distil a teacher that has seen them. Pass the pool sizes of the run that trained it"
+            + (", or --teacher-sees-student where the teacher may have seen the student's rows" if "student" in clash
+               else "")
+            + f", or drop {flag} to fine-tune a new teacher")
+
+
 def teacher_sees_student(name: str, args) -> bool:
     """Whether the teacher also trains on the student's pool (never on validation or test), as a teacher fine-tuned
     on the task's training data would: `--teacher-sees-student` where given, else only on SVAMP, whose 800
@@ -354,6 +400,10 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     def teacher_pair(r):
         return (r["input"], r["target"], list(r["choices"])) if mc else (r["input"], teacher_target(r))
 
+    pools = {"student": student_pool, "validation": val_pool, "test": test}
+    for flag, earlier in (("--teacher-dir", args.teacher_dir), ("--teacher-init", args.teacher_init)):
+        if earlier:  # checked before any of the teacher's or students' minutes are spent
+            check_teacher_rows(flag, Path(earlier), name, pools, teacher_sees_student(name, args), log)
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
         path = Path(args.teacher_dir)
         log(f"  teacher reused from {path}")
@@ -369,6 +419,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
+        record_teacher(path, name, teacher_rows)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)
@@ -616,7 +667,9 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
                                batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
                                seed=0)
-    log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows: {stats} ({time.perf_counter() - t:.0f} s)")
+    record_teacher(path, "svamp", teacher_rows)
+    log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
+        f"({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, "svamp")
     rows = {}

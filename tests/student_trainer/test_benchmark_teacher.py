@@ -76,3 +76,52 @@ def test_test_offset_is_refused_at_parse_time_when_negative_or_planted(dq, tmp_p
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--test-offset takes a row count of the real test split (0 or more)" in err
     assert re.search(why, err)
+
+
+def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teacher_init(dq, tmp_path):
+    first = tiny_classifier(tmp_path / "esnli-teacher", NLI)
+    dq.record_teacher(first, "esnli", [{"example_id": "e2"}, {"example_id": "e1"}])
+    dq.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}])  # a second pass: the union
+    assert dq.read_teacher_record(first) == {"esnli": ["e1", "e2", "e3"]}
+    second = dq.init_teacher(tmp_path / "anli-teacher", first, NLI)  # copied with the teacher
+    dq.record_teacher(second, "anli1", [{"example_id": "a1"}])
+    assert dq.read_teacher_record(second) == {"esnli": ["e1", "e2", "e3"], "anli1": ["a1"]}
+    assert dq.read_teacher_record(tmp_path) is None
+
+
+def test_a_reused_teacher_that_saw_this_runs_validation_or_test_rows_is_refused(dq, tmp_path):
+    path = tiny_classifier(tmp_path / "teacher", NLI)
+    dq.record_teacher(path, "esnli", [{"example_id": i} for i in ("t1", "t2", "s1", "v1")])
+    ids = lambda *xs: [{"example_id": x} for x in xs]  # noqa: E731
+    logs = []
+    clean = {"student": ids("s2", "s3"), "validation": ids("v2"), "test": ids("x1")}
+    dq.check_teacher_rows("--teacher-dir", path, "esnli", clean, False, logs.append)
+    dq.check_teacher_rows("--teacher-dir", path, "anli1", {**clean, "validation": ids("v1")}, False, logs.append)
+    with pytest.raises(ValueError, match=r"--teacher-dir .*teacher: that teacher was fine-tuned on 1 of the 2 "
+                                         r"validation rows of this esnli run \(it trained on 4 esnli rows; .*Pass the "
+                                         r"pool sizes of the run that trained it, or drop --teacher-dir"):
+        dq.check_teacher_rows("--teacher-dir", path, "esnli", {**clean, "validation": ids("v1", "v2")}, False,
+                              logs.append)
+    student = {**clean, "student": ids("s1", "s2")}
+    with pytest.raises(ValueError, match=r"1 of the 2 student rows .* or --teacher-sees-student where the teacher "
+                                         r"may have seen the student's rows, or drop --teacher-init"):
+        dq.check_teacher_rows("--teacher-init", path, "esnli", student, False, logs.append)
+    dq.check_teacher_rows("--teacher-init", path, "esnli", student, True, logs.append)  # allowed when asked
+    assert logs == []
+    dq.check_teacher_rows("--teacher-dir", tmp_path, "esnli", clean, False, logs.append)  # no record: said, not refused
+    assert len(logs) == 1 and "cannot be checked" in logs[0]
+
+
+def test_the_benchmark_refuses_a_reused_teacher_before_any_work(dq, tmp_path):
+    """Through main, on the real e-SNLI file: a teacher recorded as fine-tuned on the whole validation file (as
+    one from a run with --teacher-train 9000 was) is refused before attribution or any student."""
+    from storage.ingest import IngestOptions, prepare
+
+    valid = next(p.table for p in prepare(dq.SHARED / "esnli", IngestOptions(format="esnli")) if p.split == "valid")
+    path = tiny_classifier(tmp_path / "teacher", NLI)
+    dq.record_teacher(path, "esnli", valid.select(["example_id"]).to_pylist())
+    with pytest.raises(ValueError, match=r"fine-tuned on 20 of the 20 student rows, 10 of the 10 validation rows of "
+                                         r"this esnli run"):
+        dq.main(["--task", "real", "--datasets", "esnli", "--teacher-dir", str(path), "--n-train", "20",
+                 "--n-val", "10", "--n-test", "10", "--teacher-train", "30", "--store", str(tmp_path / "store")])
+    assert not list((tmp_path / "store").glob("shards/**/*.parquet"))
