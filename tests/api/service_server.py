@@ -53,6 +53,10 @@ def build_teacher(path: Path) -> str:
     return str(path)
 
 
+class _PortTaken(RuntimeError):
+    """uvicorn could not bind the port free_port() picked: another process took it first."""
+
+
 class ServiceProcess:
     def __init__(self, store: Path, *, tokens: str | None = None, insecure: bool = False, extra: list[str] = (),
                  log: Path | None = None, ray_cpus: int = 2):
@@ -62,8 +66,20 @@ class ServiceProcess:
         self.extra, self.ray_cpus = list(extra), ray_cpus
         self.log = log or self.store.parent / f"service-{self.port}.log"
         self.proc: subprocess.Popen | None = None
+        self.served = False  # until the first start is ready, the port may still move (see start)
 
     def start(self, ready_timeout: float = 120.0) -> "ServiceProcess":
+        try:
+            return self._start(ready_timeout)
+        except _PortTaken:
+            # free_port() released the port and uvicorn binds it only after the lifespan's ray.init, which opens
+            # ports of its own: on a busy machine another process can take it in that gap. A first start moves
+            # to another port once; a restart keeps its URL (the tests hold it), so it raises as before.
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            return self._start(ready_timeout)
+
+    def _start(self, ready_timeout: float) -> "ServiceProcess":
         env = {**os.environ, "PYTHONPATH": str(REPO), "SALIENT_LOG_LEVEL": "warning"}
         env.pop("RAY_ADDRESS", None)
         env.pop("SALIENT_API", None)
@@ -81,9 +97,13 @@ class ServiceProcess:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"salient serve exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                tail = self.log.read_text()[-3000:]
+                if not self.served and f"{self.port}): address already in use" in tail:
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"salient serve exited {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    self.served = True
                     return self
             except httpx.TransportError:
                 pass
