@@ -93,6 +93,12 @@ def _remap(argv: list[str], flags: dict[str, str | None]) -> list[str]:
     return out
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_api_from_compose_joins_the_ray_head_and_its_health_check_passes(tmp_path):
     env_file = read_env_file()
     services = load_compose({**env_file, "RAY_AUTH_TOKEN": "x", "SALIENT_API_TOKENS": "x:read"})["services"]
@@ -127,11 +133,18 @@ def test_api_from_compose_joins_the_ray_head_and_its_health_check_passes(tmp_pat
     log = open(Path(temp) / "stack.log", "ab")
     try:
         procs.append(subprocess.Popen(head_cmd, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        # compose starts the api once the head is healthy (depends_on: service_healthy); here, once its GCS listens
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and procs[0].poll() is None and not _listening(gcs):
+            time.sleep(0.5)
         procs.append(subprocess.Popen(api_cmd, env=api_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                       cwd=tmp_path))
         deadline, ready = time.monotonic() + 240, None
         while time.monotonic() < deadline and all(p.poll() is None for p in procs):
-            ready = subprocess.run(health, capture_output=True, text=True, timeout=30)
+            try:
+                ready = subprocess.run(health, capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:  # a probe that hangs is a failed probe, as in compose: try again
+                continue
             if ready.returncode == 0:
                 break
             time.sleep(2)
