@@ -184,24 +184,52 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
     return path
 
 
-TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the example ids each dataset fine-tuned it on
+TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the rows and pools that fine-tuned it
 
 
-def record_teacher(path: Path, name: str, rows: list[dict]) -> None:
-    """Write down which `name` rows fine-tuned the teacher at `path`, added to what the record already holds (a
-    teacher started with --teacher-init carries its first run's record, copied with it), so a later run that
-    reuses or starts from it can check that it never saw that run's validation or test rows."""
+def record_teacher(path: Path, name: str, rows: list[dict], pools: dict, *,
+                   unrecorded_start: Path | None = None) -> None:
+    """Write down which `name` rows fine-tuned the teacher at `path`, and the pool sizes that carved them, added to
+    what the record already holds (a teacher started with --teacher-init carries its first run's record, copied
+    with it), so a later run that reuses or starts from it can check that it never saw that run's validation or
+    test rows. `unrecorded_start`: the --teacher-init teacher had no record, so the rows it saw stay unknown."""
     from storage.parquet_io import atomic_write
 
-    trained = read_teacher_record(path) or {}
+    record = read_teacher_record(path) or {"trained_on": {}, "runs": []}
+    trained = record["trained_on"]
     trained[name] = sorted(set(trained.get(name, [])) | {r["example_id"] for r in rows})
+    record["runs"].append({"dataset": name, **pools})
+    if unrecorded_start is not None:
+        record["unrecorded_start"] = str(unrecorded_start)
     with atomic_write(path / TEACHER_RECORD, "w") as f:
-        json.dump({"trained_on": trained}, f)
+        json.dump(record, f)
 
 
-def read_teacher_record(path: Path) -> dict[str, list[str]] | None:
+def read_teacher_record(path: Path) -> dict | None:
+    """The record `record_teacher` wrote in `path`, or None where there is none."""
     record = path / TEACHER_RECORD
-    return json.loads(record.read_text())["trained_on"] if record.exists() else None
+    if not record.exists():
+        return None
+    try:
+        value = json.loads(record.read_text())
+    except ValueError as e:
+        value = f"not JSON ({e})"
+    if not isinstance(value, dict) or not {"trained_on", "runs"} <= value.keys():
+        raise ValueError(f"{record} is damaged (it should hold trained_on and runs; it holds {str(value)[:200]}): "
+                         "delete it to use the teacher unchecked, or fine-tune a new teacher")
+    return value
+
+
+def pool_flags(name: str, args) -> dict:
+    """The flags that carve a real dataset's pools and pick the teacher's rows, as a teacher's record keeps them."""
+    return {"teacher_train": args.teacher_train, "n_train": args.n_train, "n_val": args.n_val,
+            "teacher_sees_student": teacher_sees_student(name, args)}
+
+
+def as_flags(run: dict) -> str:
+    """A record's pool flags as the command line gives them (--teacher-train 9000 ... --no-teacher-sees-student)."""
+    return " ".join(f"--{'' if v else 'no-'}teacher-sees-student" if k == "teacher_sees_student"
+                    else f"--{k.replace('_', '-')} {v}" for k, v in run.items() if k != "dataset")
 
 
 def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[dict]], sees_student: bool,
@@ -210,21 +238,25 @@ def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[d
     validation or test rows, or on its student rows unless the teacher may see them (--teacher-sees-student): a
     run with other pool sizes carves other pools from the same file, and nothing else would show it but every
     arm distilling a teacher that has seen its answers."""
-    trained = read_teacher_record(path)
-    if trained is None:
-        log(f"  {flag} {path} has no {TEACHER_RECORD} (a teacher from before 2026-12-06, or not this benchmark's): "
+    record = read_teacher_record(path)
+    if record is None:
+        log(f"  {flag} {path} has no {TEACHER_RECORD} (saved by an older version of this benchmark, or not by it): "
             "which rows it was fine-tuned on cannot be checked; make sure no validation or test row was one")
         return
-    seen = set(trained.get(name, []))
+    if record.get("unrecorded_start"):
+        log(f"  {flag} {path} started from {record['unrecorded_start']}, which had no {TEACHER_RECORD}: the rows "
+            "that teacher saw cannot be checked")
+    seen = set(record["trained_on"].get(name, []))
     clash = {split: sum(r["example_id"] in seen for r in rows) for split, rows in pools.items()
              if split != "student" or not sees_student}
     clash = {split: n for split, n in clash.items() if n}
     if clash:
         where = ", ".join(f"{n} of the {len(pools[split])} {split} rows" for split, n in clash.items())
+        runs = "; ".join(as_flags(run) for run in record["runs"] if run["dataset"] == name)
         raise ValueError(
-            f"{flag} {path}: that teacher was fine-tuned on {where} of this {name} run (it trained on {len(seen)} "
-            f"{name} rows; a run with other --teacher-train / --n-train / --n-val carves other pools), so every arm "
-            "would distil a teacher that has seen them. Pass the pool sizes of the run that trained it"
+            f"{flag} {path}: that teacher was fine-tuned on {where} of this {name} run: it trained on {len(seen)} "
+            f"{name} rows, carved by {runs or 'pools it did not record'}, and other pool sizes carve other pools "
+            "from the same file. Every arm would distil a teacher that has seen them. Pass the same pool sizes"
             + (", or --teacher-sees-student where the teacher may have seen the student's rows" if "student" in clash
                else "")
             + f", or drop {flag} to fine-tune a new teacher")
@@ -419,7 +451,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
-        record_teacher(path, name, teacher_rows)
+        unrecorded = Path(args.teacher_init) if args.teacher_init and read_teacher_record(path) is None else None
+        record_teacher(path, name, teacher_rows, pool_flags(name, args), unrecorded_start=unrecorded)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)
@@ -659,15 +692,16 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     if bad:
         raise ValueError(f"svamp: arms {bad} need a teacher distribution over answer choices, which free-form "
                          "equations do not have; drop them from --arms")
-    if args.teacher_init:
-        raise ValueError("svamp: --teacher-init starts a classifier teacher; the equation writer is built fresh "
-                         "(use --svamp-task template for a classifier, or drop --teacher-init)")
+    if args.teacher_init or args.teacher_dir:
+        flag = "--teacher-init" if args.teacher_init else "--teacher-dir"
+        raise ValueError(f"svamp: {flag} takes a classifier teacher; the equation writer is fine-tuned fresh in each "
+                         f"run (use --svamp-task template for a classifier, or drop {flag})")
     path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
                                batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
                                seed=0)
-    record_teacher(path, "svamp", teacher_rows)
+    record_teacher(path, "svamp", teacher_rows, pool_flags("svamp", args))
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
         f"({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}

@@ -75,6 +75,7 @@ class ServiceProcess:
             # free_port() released the port and uvicorn binds it only after the lifespan's ray.init, which opens
             # ports of its own: on a busy machine another process can take it in that gap. A first start moves
             # to another port once; a restart keeps its URL (the tests hold it), so it raises as before.
+            self._reap_group()  # the failed start's Ray processes, before self.proc is replaced
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             return self._start(ready_timeout)

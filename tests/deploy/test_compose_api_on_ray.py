@@ -137,6 +137,8 @@ def test_api_from_compose_joins_the_ray_head_and_its_health_check_passes(tmp_pat
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and procs[0].poll() is None and not _listening(gcs):
             time.sleep(0.5)
+        assert _listening(gcs), ("the Ray head's GCS never listened:\n"
+                                 + (Path(temp) / "stack.log").read_text(errors="replace")[-4000:])
         procs.append(subprocess.Popen(api_cmd, env=api_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                       cwd=tmp_path))
         deadline, ready = time.monotonic() + 240, None

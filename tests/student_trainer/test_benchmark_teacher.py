@@ -78,28 +78,49 @@ def test_test_offset_is_refused_at_parse_time_when_negative_or_planted(dq, tmp_p
     assert re.search(why, err)
 
 
+POOLS = {"teacher_train": 3000, "n_train": 250, "n_val": 200, "teacher_sees_student": False}
+
+
 def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teacher_init(dq, tmp_path):
     first = tiny_classifier(tmp_path / "esnli-teacher", NLI)
-    dq.record_teacher(first, "esnli", [{"example_id": "e2"}, {"example_id": "e1"}])
-    dq.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}])  # a second pass: the union
-    assert dq.read_teacher_record(first) == {"esnli": ["e1", "e2", "e3"]}
+    dq.record_teacher(first, "esnli", [{"example_id": "e2"}, {"example_id": "e1"}], POOLS)
+    dq.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}], POOLS)  # a second pass: the union
+    assert dq.read_teacher_record(first)["trained_on"] == {"esnli": ["e1", "e2", "e3"]}
     second = dq.init_teacher(tmp_path / "anli-teacher", first, NLI)  # copied with the teacher
-    dq.record_teacher(second, "anli1", [{"example_id": "a1"}])
-    assert dq.read_teacher_record(second) == {"esnli": ["e1", "e2", "e3"], "anli1": ["a1"]}
+    dq.record_teacher(second, "anli1", [{"example_id": "a1"}], {**POOLS, "teacher_train": 650})
+    record = dq.read_teacher_record(second)
+    assert record["trained_on"] == {"esnli": ["e1", "e2", "e3"], "anli1": ["a1"]}
+    assert [r["dataset"] for r in record["runs"]] == ["esnli", "esnli", "anli1"] and "unrecorded_start" not in record
     assert dq.read_teacher_record(tmp_path) is None
+    (tmp_path / dq.TEACHER_RECORD).write_text('{"trained_on": {}}')
+    with pytest.raises(ValueError, match=r"salient_teacher.json is damaged \(it should hold trained_on and runs; .*"
+                                         r"delete it to use the teacher unchecked, or fine-tune a new teacher"):
+        dq.read_teacher_record(tmp_path)
+
+
+def test_a_teacher_started_from_an_unrecorded_one_keeps_saying_so(dq, tmp_path):
+    old = tiny_classifier(tmp_path / "old-teacher", NLI)  # saved before records existed
+    new = dq.init_teacher(tmp_path / "new-teacher", old, NLI)
+    dq.record_teacher(new, "anli1", [{"example_id": "a1"}], POOLS, unrecorded_start=old)
+    logs = []
+    dq.check_teacher_rows("--teacher-dir", new, "anli1", {"student": [], "validation": [], "test": []}, False,
+                          logs.append)
+    assert len(logs) == 1 and f"started from {old}, which had no salient_teacher.json" in logs[0]
 
 
 def test_a_reused_teacher_that_saw_this_runs_validation_or_test_rows_is_refused(dq, tmp_path):
     path = tiny_classifier(tmp_path / "teacher", NLI)
-    dq.record_teacher(path, "esnli", [{"example_id": i} for i in ("t1", "t2", "s1", "v1")])
+    dq.record_teacher(path, "esnli", [{"example_id": i} for i in ("t1", "t2", "s1", "v1")],
+                      {**POOLS, "teacher_train": 9000})
     ids = lambda *xs: [{"example_id": x} for x in xs]  # noqa: E731
     logs = []
     clean = {"student": ids("s2", "s3"), "validation": ids("v2"), "test": ids("x1")}
     dq.check_teacher_rows("--teacher-dir", path, "esnli", clean, False, logs.append)
     dq.check_teacher_rows("--teacher-dir", path, "anli1", {**clean, "validation": ids("v1")}, False, logs.append)
     with pytest.raises(ValueError, match=r"--teacher-dir .*teacher: that teacher was fine-tuned on 1 of the 2 "
-                                         r"validation rows of this esnli run \(it trained on 4 esnli rows; .*Pass the "
-                                         r"pool sizes of the run that trained it, or drop --teacher-dir"):
+                                         r"validation rows of this esnli run: it trained on 4 esnli rows, carved by "
+                                         r"--teacher-train 9000 --n-train 250 --n-val 200 --no-teacher-sees-student, "
+                                         r".*Pass the same pool sizes, or drop --teacher-dir"):
         dq.check_teacher_rows("--teacher-dir", path, "esnli", {**clean, "validation": ids("v1", "v2")}, False,
                               logs.append)
     student = {**clean, "student": ids("s1", "s2")}
@@ -112,16 +133,27 @@ def test_a_reused_teacher_that_saw_this_runs_validation_or_test_rows_is_refused(
     assert len(logs) == 1 and "cannot be checked" in logs[0]
 
 
-def test_the_benchmark_refuses_a_reused_teacher_before_any_work(dq, tmp_path):
+def test_the_benchmark_refuses_a_reused_teacher_before_any_work(dq, tmp_path, shared_datasets, monkeypatch):
     """Through main, on the real e-SNLI file: a teacher recorded as fine-tuned on the whole validation file (as
     one from a run with --teacher-train 9000 was) is refused before attribution or any student."""
     from storage.ingest import IngestOptions, prepare
 
-    valid = next(p.table for p in prepare(dq.SHARED / "esnli", IngestOptions(format="esnli")) if p.split == "valid")
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    valid = next(p.table for p in prepare(shared_datasets / "esnli", IngestOptions(format="esnli"))
+                 if p.split == "valid")
     path = tiny_classifier(tmp_path / "teacher", NLI)
-    dq.record_teacher(path, "esnli", valid.select(["example_id"]).to_pylist())
+    dq.record_teacher(path, "esnli", valid.select(["example_id"]).to_pylist(), {**POOLS, "teacher_train": 9000})
     with pytest.raises(ValueError, match=r"fine-tuned on 20 of the 20 student rows, 10 of the 10 validation rows of "
                                          r"this esnli run"):
         dq.main(["--task", "real", "--datasets", "esnli", "--teacher-dir", str(path), "--n-train", "20",
                  "--n-val", "10", "--n-test", "10", "--teacher-train", "30", "--store", str(tmp_path / "store")])
-    assert not list((tmp_path / "store").glob("shards/**/*.parquet"))
+    assert not list((tmp_path / "store").glob("**/*.parquet"))  # no dataset written, no row attributed
+
+
+def test_svamp_equation_refuses_a_reused_teacher(dq, tmp_path, shared_datasets, monkeypatch):
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    with pytest.raises(ValueError, match=r"svamp: --teacher-dir takes a classifier teacher; the equation writer is "
+                                         r"fine-tuned fresh in each run \(use --svamp-task template"):
+        dq.main(["--task", "real", "--datasets", "svamp", "--teacher-dir", str(tmp_path / "t"), "--n-train", "20",
+                 "--n-val", "10", "--n-test", "10", "--teacher-train", "30", "--arms", "plain",
+                 "--store", str(tmp_path / "store")])
