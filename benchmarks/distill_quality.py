@@ -187,20 +187,21 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
 TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the rows and pools that fine-tuned it
 
 
-def record_teacher(path: Path, name: str, rows: list[dict], pools: dict, *,
-                   unrecorded_start: Path | None = None) -> None:
+def record_teacher(path: Path, name: str, rows: list[dict], pools: dict, *, started_from: Path | None = None) -> None:
     """Write down which `name` rows fine-tuned the teacher at `path`, and the pool sizes that carved them, added to
-    what the record already holds (a teacher started with --teacher-init carries its first run's record, copied
-    with it), so a later run that reuses or starts from it can check that it never saw that run's validation or
-    test rows. `unrecorded_start`: the --teacher-init teacher had no record, so the rows it saw stay unknown."""
+    what the record already holds (a teacher started with --teacher-init, `started_from`, carries its first run's
+    record, copied with it), so a later run that reuses or starts from it can check that it never saw that run's
+    validation or test rows. A start without a record is noted: the rows it saw stay unknown."""
     from storage.parquet_io import atomic_write
 
-    record = read_teacher_record(path) or {"trained_on": {}, "runs": []}
+    record = read_teacher_record(path)
+    if record is None:
+        record = {"trained_on": {}, "runs": []}
+        if started_from is not None:
+            record["unrecorded_start"] = str(started_from)
     trained = record["trained_on"]
     trained[name] = sorted(set(trained.get(name, [])) | {r["example_id"] for r in rows})
     record["runs"].append({"dataset": name, **pools})
-    if unrecorded_start is not None:
-        record["unrecorded_start"] = str(unrecorded_start)
     with atomic_write(path / TEACHER_RECORD, "w") as f:
         json.dump(record, f)
 
@@ -451,8 +452,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
                                    steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
                                    word_dropout=args.word_dropout, seed=0)
-        unrecorded = Path(args.teacher_init) if args.teacher_init and read_teacher_record(path) is None else None
-        record_teacher(path, name, teacher_rows, pool_flags(name, args), unrecorded_start=unrecorded)
+        record_teacher(path, name, teacher_rows, pool_flags(name, args),
+                       started_from=Path(args.teacher_init) if args.teacher_init else None)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)

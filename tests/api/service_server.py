@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from local_ports import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 WORDS = "the a cat dog sat ran on under mat box red blue big small quickly slowly near far tree house".split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def toy_rows(n: int, seed: int = 0, words: int = 8) -> list[dict]:
@@ -54,14 +49,14 @@ def build_teacher(path: Path) -> str:
 
 
 class _PortTaken(RuntimeError):
-    """uvicorn could not bind the port free_port() picked: another process took it first."""
+    """uvicorn could not bind the port free_ports() picked: another process took it first."""
 
 
 class ServiceProcess:
     def __init__(self, store: Path, *, tokens: str | None = None, insecure: bool = False, extra: list[str] = (),
                  log: Path | None = None, ray_cpus: int = 2):
         self.store, self.tokens, self.insecure = Path(store), tokens, insecure
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra, self.ray_cpus = list(extra), ray_cpus
         self.log = log or self.store.parent / f"service-{self.port}.log"
@@ -72,11 +67,11 @@ class ServiceProcess:
         try:
             return self._start(ready_timeout)
         except _PortTaken:
-            # free_port() released the port and uvicorn binds it only after the lifespan's ray.init, which opens
+            # free_ports() released the port and uvicorn binds it only after the lifespan's ray.init, which opens
             # ports of its own: on a busy machine another process can take it in that gap. A first start moves
             # to another port once; a restart keeps its URL (the tests hold it), so it raises as before.
             self._reap_group()  # the failed start's Ray processes, before self.proc is replaced
-            self.port = free_port()
+            self.port = free_ports(1)[0]
             self.url = f"http://127.0.0.1:{self.port}"
             return self._start(ready_timeout)
 

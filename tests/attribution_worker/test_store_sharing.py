@@ -187,13 +187,14 @@ def test_commands_run_beside_salient_train(store):
 def test_embedded_job_does_not_join_a_cluster_already_running_here(store, teacher, make_examples):
     """`ray start --head` on this machine (its address file where the driver looks: RAY_TMPDIR), then a job
     without RAY_ADDRESS: its actors run on a private Ray, none on that cluster. `--ray-address` joins it."""
-    from test_two_node import _alive_nodes, _free_ports, _port_open, _stop
+    from local_ports import free_ports, port_open
+    from test_two_node import _alive_nodes, _stop
 
     catalog = Catalog.open(store)
     register(catalog, make_rows(20, make_examples))
     tmp = tempfile.mkdtemp(prefix="rtemb", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = _env(RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled")
-    gcs, *agent = _free_ports(4)
+    gcs, *agent = free_ports(4)
     head = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(gcs),
             "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats",
             "--dashboard-agent-listen-port", str(agent[0]), "--dashboard-agent-grpc-port", str(agent[1]),
@@ -201,7 +202,7 @@ def test_embedded_job_does_not_join_a_cluster_already_running_here(store, teache
     log = open(Path(tmp) / "ray-start.log", "ab")
     proc = subprocess.Popen(head, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(lambda: _port_open(gcs), 120, "the head node's GCS")
+        _wait(lambda: port_open(gcs), 120, "the head node's GCS")
         address = f"127.0.0.1:{gcs}"
         outside = _wait(lambda: _alive_nodes(address, env), 120, "the outside cluster's node")
         # where a bare ray.init() would find it; `ray start` writes it after the node is up, so wait for it

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from local_ports import free_ports, port_open
 from test_jobs import make_rows, register
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
@@ -39,16 +39,6 @@ from compose_stack import service_env  # noqa: E402
 
 ray = pytest.importorskip("ray")
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -73,7 +63,7 @@ def two_nodes(monkeypatch, tmp_path):
     env = {**base, **service_env("ray-head", volume=tmp_path, given={"RAY_AUTH_TOKEN": token})}
     assert env["RAY_AUTH_MODE"] == "token"  # deploy keeps Ray token auth on; so does this test
     temp = tempfile.mkdtemp(prefix="rt2n-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    gcs, *agent = _free_ports(7)
+    gcs, *agent = free_ports(7)
     common = ["--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     head = [RAY_BIN, "start", "--head", "--port", str(gcs), "--include-dashboard", "false", "--temp-dir", temp, "--resources", json.dumps({"salient_slot": 1, "head_node": 1}),
             "--dashboard-agent-listen-port", str(agent[0]), "--dashboard-agent-grpc-port", str(agent[1]),
@@ -85,7 +75,7 @@ def two_nodes(monkeypatch, tmp_path):
     log = open(Path(temp) / "ray-start.log", "ab")
     try:
         procs.append(subprocess.Popen(head, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        _wait_for(lambda: _port_open(gcs), 120, "the head node's GCS", temp, procs)
+        _wait_for(lambda: port_open(gcs), 120, "the head node's GCS", temp, procs)
         procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         address = f"127.0.0.1:{gcs}"
         nodes: list[str] = []
@@ -122,11 +112,6 @@ def _attribute(env: dict, teacher: str, job_id: str, actors: int, resources: dic
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"salient attribute exited {out.returncode}:\n{out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_for(check, timeout: float, what: str, temp: str, procs: list) -> None:

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,19 +28,10 @@ from pathlib import Path
 import pytest
 
 from compose_stack import REPO, load_compose, read_env_file, service_env
+from local_ports import free_ports, port_open
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _session(sid: int) -> list[int]:
@@ -93,17 +83,11 @@ def _remap(argv: list[str], flags: dict[str, str | None]) -> list[str]:
     return out
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_api_from_compose_joins_the_ray_head_and_its_health_check_passes(tmp_path):
     env_file = read_env_file()
     services = load_compose({**env_file, "RAY_AUTH_TOKEN": "x", "SALIENT_API_TOKENS": "x:read"})["services"]
     ray_token, api_token = secrets.token_hex(32), secrets.token_hex(16)
-    gcs, api_port, *agent = _free_ports(8)
+    gcs, api_port, *agent = free_ports(8)
     temp = tempfile.mkdtemp(prefix="rtapi-", dir="/tmp")  # short: Ray's socket paths have a length limit
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SALIENT_"))}
     base["PATH"] = f"{VENV_BIN}:{REPO / 'deploy' / 'docker'}:{base.get('PATH', '/usr/bin:/bin')}"
@@ -135,9 +119,9 @@ def test_api_from_compose_joins_the_ray_head_and_its_health_check_passes(tmp_pat
         procs.append(subprocess.Popen(head_cmd, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         # compose starts the api once the head is healthy (depends_on: service_healthy); here, once its GCS listens
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and procs[0].poll() is None and not _listening(gcs):
+        while time.monotonic() < deadline and procs[0].poll() is None and not port_open(gcs):
             time.sleep(0.5)
-        assert _listening(gcs), ("the Ray head's GCS never listened:\n"
+        assert port_open(gcs), ("the Ray head's GCS never listened:\n"
                                  + (Path(temp) / "stack.log").read_text(errors="replace")[-4000:])
         procs.append(subprocess.Popen(api_cmd, env=api_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                       cwd=tmp_path))

@@ -87,7 +87,7 @@ def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teache
     dq.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}], POOLS)  # a second pass: the union
     assert dq.read_teacher_record(first)["trained_on"] == {"esnli": ["e1", "e2", "e3"]}
     second = dq.init_teacher(tmp_path / "anli-teacher", first, NLI)  # copied with the teacher
-    dq.record_teacher(second, "anli1", [{"example_id": "a1"}], {**POOLS, "teacher_train": 650})
+    dq.record_teacher(second, "anli1", [{"example_id": "a1"}], {**POOLS, "teacher_train": 650}, started_from=first)
     record = dq.read_teacher_record(second)
     assert record["trained_on"] == {"esnli": ["e1", "e2", "e3"], "anli1": ["a1"]}
     assert [r["dataset"] for r in record["runs"]] == ["esnli", "esnli", "anli1"] and "unrecorded_start" not in record
@@ -101,7 +101,7 @@ def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teache
 def test_a_teacher_started_from_an_unrecorded_one_keeps_saying_so(dq, tmp_path):
     old = tiny_classifier(tmp_path / "old-teacher", NLI)  # saved before records existed
     new = dq.init_teacher(tmp_path / "new-teacher", old, NLI)
-    dq.record_teacher(new, "anli1", [{"example_id": "a1"}], POOLS, unrecorded_start=old)
+    dq.record_teacher(new, "anli1", [{"example_id": "a1"}], POOLS, started_from=old)
     logs = []
     dq.check_teacher_rows("--teacher-dir", new, "anli1", {"student": [], "validation": [], "test": []}, False,
                           logs.append)
