@@ -27,7 +27,8 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     label (student_trainer.equation_templates), and SVAMP runs the classifier path of the NLI datasets.
 Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
 rationale_kd, content_kd (rationale_kd with the common words left out of the rationale target, the trainer's
---rationale-max-df at --palm-max-df), soft_kd (rationale_kd with every word tagged by its saliency over the row's
+--rationale-max-df at --palm-max-df), fraction_kd (rationale_kd with k the top --rationale-fraction of each input's
+words, the trainer's --rationale-fraction), soft_kd (rationale_kd with every word tagged by its saliency over the row's
 highest, --rationale-target soft), teacher_correct / comprehensive (filtered rationale rows), palm (the generative encdec
 student on the PaLM chain of thought), palm_tag / palm_tag_kd (the extractive student on the PaLM chain of
 thought projected onto the input's content words: the like-for-like PaLM comparison for the teacher's
@@ -315,11 +316,11 @@ def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict
         cat.commit_shard(job_id, index=0, path=cat.store.relative(path), rows=len(rows), error_rows=errors, bytes_=size)
 
 
-ARMS = ("plain", "rationale", "kd", "rationale_kd", "content_kd", "soft_kd", "teacher_correct", "correct_rationales", "comprehensive",
+ARMS = ("plain", "rationale", "kd", "rationale_kd", "content_kd", "fraction_kd", "soft_kd", "teacher_correct", "correct_rationales", "comprehensive",
         "palm", "palm_tag", "palm_tag_kd", "answer_tag_kd", "gold_tag_kd")
 PALM_TAG_ARMS = ("palm_tag", "palm_tag_kd")
 ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -> dataset suffix
-KD_ARMS = ("kd", "rationale_kd", "content_kd", "soft_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
+KD_ARMS = ("kd", "rationale_kd", "content_kd", "fraction_kd", "soft_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
 
 
 def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
@@ -341,6 +342,9 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "content_kd": (dict(label_weight=a, kd_weight=w, rationale_max_df=args.palm_max_df),
                        f"teacher rationales, common words left out (--rationale-max-df {args.palm_max_df:g}), + KD "
                        f"(a={a}, w={w})"),
+        "fraction_kd": (dict(label_weight=a, kd_weight=w, rationale_fraction=args.rationale_fraction),
+                        f"teacher rationales, k = {args.rationale_fraction:g} of each input's words "
+                        f"(--rationale-fraction), + KD (a={a}, w={w})"),
         "soft_kd": (dict(label_weight=a, kd_weight=w, rationale_target="soft"),
                     f"every word tagged by its saliency over the row's highest (--rationale-target soft), + KD "
                     f"(a={a}, w={w})"),
@@ -793,6 +797,8 @@ def main(argv=None) -> int:
     p.add_argument("--palm-max-df", type=float, default=0.1,
                    help="real: palm_tag arms (and content_kd's teacher rationales) leave out words in more than "
                    "this fraction of the training inputs")
+    p.add_argument("--rationale-fraction", type=float, default=0.2,
+                   help="real: the fraction_kd arm's rationale target, the top share of each input's words")
     p.add_argument("--scaffolding-labels", action=argparse.BooleanOptionalAction, default=True,
                    help="real: the labels ingest put inside the input (premise:, (a)) are never rationale words")
     p.add_argument("--cqa-teacher", choices=("mc", "letter"), default="mc",

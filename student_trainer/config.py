@@ -61,6 +61,10 @@ class TrainConfig:
     rationale_max_df: float | None = None
     """Leave words found in more than this share of the training inputs (the, a, is), and bare punctuation, out of
     the rationale target; a saliency rationale takes the next content words in their place. None: as stored."""
+    rationale_fraction: float | None = None
+    """k as a share of the input: a training row's rationale target is its ceil(f * n) highest-scoring words, n the
+    words the teacher scored in its input (with --rationale-max-df, taken from the content words), instead of the
+    stored top k. Saliency-style (top-k) rationales only; any other rationale stays as stored. None: as stored."""
     rationale_target: str = "top_k"
     """Tagging target of the extractive student: top_k (the rationale's words 1, every other word 0) | soft (every
     word its saliency score over the row's highest: the top word 1, the others in their order; training rows with
@@ -163,11 +167,19 @@ class TrainConfig:
         if self.rationale_max_df is not None and not 0.0 < self.rationale_max_df <= 1.0:
             bad("rationale_max_df", f"{self.rationale_max_df!r}: a share of the training inputs in (0, 1], e.g. 0.1 "
                 "(words in more than 10% of them are left out), or leave it out")
+        if self.rationale_fraction is not None:
+            self.rationale_fraction = float(self.rationale_fraction)
+            if not 0.0 < self.rationale_fraction <= 1.0:
+                bad("rationale_fraction", f"{self.rationale_fraction!r}: a share of each input's words in (0, 1], e.g. "
+                    "0.2 (a 30-word input gets its top 6), or leave it out")
         if self.rationale_target not in RATIONALE_TARGETS:
             bad("rationale_target", f"{self.rationale_target!r} is not one of {', '.join(RATIONALE_TARGETS)}")
         if self.rationale_target == "soft" and self.student != "extractive":
             bad("rationale_target", f"soft tags the input's tokens, which only --student extractive does (--student "
                 f"{self.student} writes its rationale as text); use --student extractive or leave it at top_k")
+        if self.rationale_target == "soft" and self.rationale_fraction is not None:
+            bad("rationale_fraction", "--rationale-target soft tags every word by its score, so there is no top share "
+                "to pick: leave out one of --rationale-fraction and --rationale-target soft")
         if not 0.0 <= float(self.kd_weight) <= 1.0:
             bad("kd_weight", f"{self.kd_weight!r}: w must lie in [0, 1] (0 turns distillation off)")
         if not self.kd_temperature > 0:
@@ -205,7 +217,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-ADDED_LATER = ("rationale_max_df", "rationale_target")
+ADDED_LATER = ("rationale_max_df", "rationale_target", "rationale_fraction")
 """Fields added after runs were registered: list a new field here so that its default keeps old fingerprints."""
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

@@ -188,23 +188,27 @@ def common_words(inputs: list[list[str]], max_df: float) -> set[str]:
     return {w for w, n in df.items() if w and n > max_df * max(1, len(inputs))}
 
 
-def content_rationale(row: dict, common: set[str]) -> tuple[list[str], tuple, str]:
-    """The row's rationale without `common` words and bare punctuation: (words, spans in input order, how).
+def repicked_rationale(row: dict, common: set[str] | None = None,
+                       fraction: float | None = None) -> tuple[list[str], tuple, str]:
+    """The row's rationale picked again: (words, spans in input order, how).
 
-    A saliency rationale (the top-k units by score) is picked again from the units with a finite score
-    that are neither: the next-highest-scoring content words take the left-out words' places, so the row
-    keeps k words where it has them (how = "repicked"). Any other rationale only loses those words
-    (how = "filtered"); a row with none keeps none (how = "none").
+    common (--rationale-max-df): those words and bare punctuation are left out. fraction (--rationale-fraction): the
+    rationale is ceil(fraction * n) words, n the units with a finite score (the input's words the teacher scored),
+    at least 1, instead of as many as stored. A saliency rationale (the top-k units by score) is picked again from
+    the units with a finite score that are not left out, highest first, so the next-highest-scoring words take the
+    left-out words' places (how = "repicked"). Any other rationale only loses the left-out words, and keeps its
+    length (how = "filtered"); a row with none keeps none (how = "none").
     """
     words, tokens = list(row.get("rationale") or []), row.get("tokens") or []
     if not words:
         return [], (), "none"
-    skip = common | {""}
+    skip = set() if common is None else common | {""}
     units, top = _rationale_units(row)
     if top:
         scores = row["scores"]
-        units = sorted([i for i in _by_score(scores) if math.isfinite(scores[i]) and norm_word(tokens[i]) not in skip]
-                       [:len(words)])
+        scored = [i for i in _by_score(scores) if math.isfinite(scores[i])]
+        k = len(words) if fraction is None else max(1, math.ceil(fraction * len(scored) - 1e-9))
+        units = sorted([i for i in scored if norm_word(tokens[i]) not in skip][:k])
         return [tokens[i] for i in units], _spans_of(row, units), "repicked"
     kept = [i for i in units if norm_word(tokens[i]) not in skip]
     return [w for w in words if norm_word(w) not in skip], _spans_of(row, kept), "filtered"
@@ -305,15 +309,15 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
               "duplicates": sum(v[2] for v in per_split.values()), "no_target": 0, "no_rationale": 0,
               "other_split": 0, "rows_fetched": 0}
 
-    def example(row: dict, train: bool, common: set[str] | None = None) -> Example | None:
+    def example(row: dict, train: bool) -> Example | None:
         gold = row["target_text"]
         label = row["teacher_output"] if (train and cfg.labels == "teacher") else gold
         if gold is None or label is None or not str(label).strip():
             counts["no_target"] += 1
             return None
         rationale, spans, how = (row["rationale_text"] or "").strip(), None, "none"
-        if common is not None:  # --rationale-max-df: the training target without the common words
-            words, spans, how = content_rationale(row, common)
+        if train and repick:  # --rationale-max-df / --rationale-fraction: the training target picked again
+            words, spans, how = repicked_rationale(row, common, cfg.rationale_fraction)
             rationale = " ".join(words)
             counts[f"rationale_{how}"] += 1
         if how != "none" and not rationale:
@@ -325,9 +329,9 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
                        rationale_spans=rationale_spans(row) if spans is None else spans,
                        answer_choices=tuple(row.get("answer_choices") or ()),
                        answer_probs=tuple(row.get("answer_probs") or ()),
-                       tag_weights=soft(row, common) if train else ())
+                       tag_weights=soft(row) if train else ())
 
-    def soft(row: dict, common: set[str] | None) -> tuple:
+    def soft(row: dict) -> tuple:
         if cfg.rationale_target != "soft":
             return ()
         weights = soft_rationale(row, common)
@@ -367,14 +371,15 @@ def _load(src: _Source, cfg: TrainConfig, paths: list[str]) -> Data:
     used = {cfg.train_split, val_split, cfg.test_split}
     counts["other_split"] = sum(n for k, n in clean.items() if k not in used)
 
-    common = None
+    common, repick = None, cfg.rationale_max_df is not None or cfg.rationale_fraction is not None
     if cfg.rationale_max_df is not None:  # document frequency over the training inputs, as the PaLM projection's
         common = common_words([r["tokens"] or [] for r in train_rows], cfg.rationale_max_df)
-        counts.update(common_words=len(common), rationale_repicked=0, rationale_filtered=0, rationale_none=0,
-                      rationale_all_common=0)
+        counts.update(common_words=len(common))
+    if repick:
+        counts.update(rationale_repicked=0, rationale_filtered=0, rationale_none=0, rationale_all_common=0)
     if cfg.rationale_target == "soft":
         counts.update(soft_rows=0, soft_untagged=0)
-    train = [e for e in (example(r, True, common) for r in train_rows) if e is not None]
+    train = [e for e in (example(r, True) for r in train_rows) if e is not None]
     val = [e for e in (example(r, False) for r in val_rows) if e is not None]
     test = [e for e in (example(r, False) for r in test_rows) if e is not None]
     if not train:

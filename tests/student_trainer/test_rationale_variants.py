@@ -105,7 +105,7 @@ def test_quantity_rationale_tags_the_quantities_the_template_uses(dq):
 
 
 def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
-    from student_trainer.data import common_words, content_rationale
+    from student_trainer.data import common_words, repicked_rationale
 
     # "the" twice and "is" score highest; the second "dog" outscores the first, so the spans must find it
     text = "the dog is near the dog house ."
@@ -113,15 +113,39 @@ def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
     assert row["rationale"] == ["the", "is", "the"]
     common = common_words([row["tokens"], ["the", "cat", "is", "."]], 0.5)
     assert common == {"the", "is"}  # "." normalises to "" and is left out as punctuation, not as a word
-    words, spans, how = content_rationale(row, common)
+    words, spans, how = repicked_rationale(row, common)
     assert (words, how) == (["near", "dog", "house"], "repicked")
     assert [text[s:e] for s, e in spans] == words and spans[1][0] == text.rindex("dog")
     # a rationale that is not its row's top-k (e.g. a projected PaLM one) only loses its common words, and each
     # word it keeps keeps its own occurrence: the second "dog" here, not the first
     other = {**row, "rationale": ["is", "the", "dog"], "rationale_text": "is the dog"}
-    words, spans, how = content_rationale(other, common)
+    words, spans, how = repicked_rationale(other, common)
     assert (words, how) == (["dog"], "filtered") and spans == ((20, 23),)
     # a unit without a finite score is never picked in a left-out word's place
     nan = {**engine_row("the cat sat", {"the": 0.9, "sat": 0.5}, k=2), "scores": [0.9, float("nan"), 0.5]}
     assert nan["rationale"] == ["the", "sat"]
-    assert content_rationale(nan, {"the"})[:2] == (["sat"], ((8, 11),))
+    assert repicked_rationale(nan, {"the"})[:2] == (["sat"], ((8, 11),))
+
+
+def test_fraction_rationale_takes_a_share_of_each_inputs_scored_words():
+    from student_trainer.data import common_words, repicked_rationale
+
+    text = "the dog is near the dog house ."  # 8 scored words
+    row = engine_row(text, {"the": 0.9, "the#2": 0.85, "is": 0.8, "dog#2": 0.7, ".": 0.65, "house": 0.6, "near": 0.5}, k=3)
+    words, spans, how = repicked_rationale(row, fraction=0.5)  # ceil(0.5 * 8) = 4: the top 4, in input order
+    assert (words, how) == (["the", "is", "the", "dog"], "repicked")
+    assert [text[s:e] for s, e in spans] == words and spans[3][0] == text.rindex("dog")
+    assert repicked_rationale(row, fraction=0.3)[0] == ["the", "is", "the"]  # ceil(2.4) = 3, as stored
+    assert repicked_rationale(row, fraction=0.25)[0] == ["the", "the"]  # 0.25 * 8 = 2 exactly, not 3
+    assert repicked_rationale(row, fraction=0.01)[0] == ["the"]  # at least one word
+    assert len(repicked_rationale(row, fraction=1.0)[0]) == 8
+    # with common words out, the share still counts every scored word of the input: 4 content words here
+    common = common_words([row["tokens"], ["the", "cat", "is", "."]], 0.5)
+    assert repicked_rationale(row, common, fraction=0.5)[0] == ["dog", "near", "dog", "house"]  # "." is out too
+    # a unit without a finite score neither counts in n nor is picked
+    nan = {**engine_row("the cat sat on it", {"the": 0.9, "sat": 0.5}, k=2), "scores": [0.9, float("nan"), 0.5, 0.2, 0.1]}
+    assert repicked_rationale(nan, fraction=0.5)[0] == ["the", "sat"]  # ceil(0.5 * 4) = 2
+    # a rationale that is not its row's top-k (a projected PaLM one) keeps its words
+    other = {**row, "rationale": ["near", "house"], "rationale_text": "near house"}
+    words, spans, how = repicked_rationale(other, fraction=0.5)
+    assert (words, how) == (["near", "house"], "filtered") and [text[s:e] for s, e in spans] == words

@@ -132,6 +132,26 @@ def test_rationale_max_df_leaves_common_words_out_of_the_training_target_only(ca
             tiny_cfg(rationale_max_df=bad)
 
 
+def test_rationale_fraction_tags_a_share_of_each_training_input(catalog):
+    def row(i: int, split: str) -> dict:  # 4 words or 12 words; the stored rationale is the top 2 of either
+        words = [f"w{j}" for j in range(4 if i % 2 else 12)]
+        return scored_row(i, split, " ".join(words), {w: 1.0 - j / 20 for j, w in enumerate(words)}, words[:2])
+
+    add_job(catalog, "toy", "j1", {s: [row(i, s) for i in range(n)] for s, n in (("train", 10), ("valid", 4), ("test", 4))})
+    data = load_data(catalog, tiny_cfg(rationale_fraction=0.25))
+    for ex in data.train:
+        n = len(ex.input.split())
+        assert ex.rationale.split() == ex.input.split()[:n // 4]  # 1 of 4 words, 3 of 12: the highest-scoring
+        assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
+    assert all(len(e.rationale.split()) == 2 for e in data.val + data.test)  # held-out rows stay as stored
+    assert data.counts["rationale_repicked"] == 10 and "common_words" not in data.counts
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="--rationale-fraction"):
+            tiny_cfg(rationale_fraction=bad)
+    with pytest.raises(ValueError, match="--rationale-fraction.*--rationale-target soft"):
+        tiny_cfg(student="extractive", checkpoint="x", rationale_target="soft", rationale_fraction=0.2)
+
+
 def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalog):
     import torch
 
@@ -189,6 +209,7 @@ def test_a_setting_added_later_keeps_the_fingerprints_of_runs_made_before_it():
     cfg = TrainConfig(dataset="toy")
     assert cfg.fingerprint() == "44d6d09d3419fbfb"
     assert TrainConfig(dataset="toy", rationale_max_df=0.1).fingerprint() != cfg.fingerprint()
+    assert TrainConfig(dataset="toy", rationale_fraction=0.2).fingerprint() != cfg.fingerprint()
     assert TrainConfig(dataset="toy", rationale_max_df=1).fingerprint() == TrainConfig(dataset="toy", rationale_max_df=1.0).fingerprint()
     assert TrainConfig(dataset="toy", rationale_target="soft", student="extractive", checkpoint="x").fingerprint() != \
         TrainConfig(dataset="toy", student="extractive", checkpoint="x").fingerprint()
