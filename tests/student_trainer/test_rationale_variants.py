@@ -145,6 +145,13 @@ def test_fraction_rationale_takes_a_share_of_each_inputs_scored_words():
     # a unit without a finite score neither counts in n nor is picked
     nan = {**engine_row("the cat sat on it", {"the": 0.9, "sat": 0.5}, k=2), "scores": [0.9, float("nan"), 0.5, 0.2, 0.1]}
     assert repicked_rationale(nan, fraction=0.5)[0] == ["the", "sat"]  # ceil(0.5 * 4) = 2
+    assert repicked_rationale(nan, fraction=1.0)[0] == ["the", "sat", "on", "it"]  # all 4 scored words, not "cat"
+    # a row with no finite score has nothing to pick from: it keeps its stored words
+    blank = {**nan, "scores": [float("nan")] * 5, "rationale": ["the", "cat"], "rationale_text": "the cat"}
+    assert repicked_rationale(blank, fraction=0.5)[::2] == (["the", "cat"], "filtered")  # not [] "repicked"
+    # ceil of a share that floating point puts a hair above a whole number: 0.07 * 100 = 7.000000000000001 -> 7
+    hundred = engine_row(" ".join(f"w{i}" for i in range(100)), {f"w{i}": 1 - i / 200 for i in range(100)}, k=6)
+    assert 0.07 * 100 > 7 and len(repicked_rationale(hundred, fraction=0.07)[0]) == 7
     # a rationale that is not its row's top-k (a projected PaLM one) keeps its words
     other = {**row, "rationale": ["near", "house"], "rationale_text": "near house"}
     words, spans, how = repicked_rationale(other, fraction=0.5)

@@ -145,7 +145,7 @@ def test_rationale_fraction_tags_a_share_of_each_training_input(catalog):
         assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
     assert all(len(e.rationale.split()) == 2 for e in data.val + data.test)  # held-out rows stay as stored
     assert data.counts["rationale_repicked"] == 10 and "common_words" not in data.counts
-    for bad in (0.0, 1.5, float("nan")):
+    for bad in (0.0, 1.5, float("nan"), "a fifth"):
         with pytest.raises(ValueError, match="--rationale-fraction"):
             tiny_cfg(rationale_fraction=bad)
     with pytest.raises(ValueError, match="--rationale-fraction.*--rationale-target soft"):
