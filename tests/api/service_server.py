@@ -61,12 +61,14 @@ class ServiceProcess:
         self.extra, self.ray_cpus = list(extra), ray_cpus
         self.log = log or self.store.parent / f"service-{self.port}.log"
         self.proc: subprocess.Popen | None = None
-        self.served = False  # until the first start is ready, the port may still move (see start)
 
     def start(self, ready_timeout: float = 120.0) -> "ServiceProcess":
+        first = self.proc is None  # only a first start may move its port (see below)
         try:
             return self._start(ready_timeout)
         except _PortTaken:
+            if not first:
+                raise
             # free_ports() released the port and uvicorn binds it only after the lifespan's ray.init, which opens
             # ports of its own: on a busy machine another process can take it in that gap. A first start moves
             # to another port once; a restart keeps its URL (the tests hold it), so it raises as before.
@@ -94,12 +96,10 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log.read_text()[-3000:]
-                if not self.served and f"{self.port}): address already in use" in tail:
-                    raise _PortTaken(tail)
-                raise RuntimeError(f"salient serve exited {self.proc.returncode}:\n{tail}")
+                taken = f"{self.port}): address already in use" in tail
+                raise (_PortTaken if taken else RuntimeError)(f"salient serve exited {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    self.served = True
                     return self
             except httpx.TransportError:
                 pass
