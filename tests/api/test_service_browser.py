@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -25,10 +26,10 @@ def chromium() -> str:
     return path
 
 
-def run_chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_chromium(profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """One headless Chromium run; its profile goes under the test's temp root, which pytest prunes."""
     cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--no-first-run", "--user-data-dir=" + os.environ.get("TMPDIR", "/tmp") + f"/salient-chromium-{os.getpid()}",
-           *args]
+           "--no-first-run", f"--user-data-dir={profile}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -53,16 +54,16 @@ def viewed(tmp_path_factory):
 def test_headless_chromium_renders_the_rationale_marks(viewed):
     server, example, rationale, job_id, root = viewed
     url = f"{server.url}/v1/rationales/toy/{example}/view"
-    dom = run_chromium("--dump-dom", url)
+    dom = run_chromium(root / "chromium", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     marked = re.findall(r'<mark class="rationale"><span[^>]*>([^<]*)</span></mark>', dom.stdout)
     assert marked == rationale, (marked, rationale)
 
     shot = root / "rationale-view.png"
-    res = run_chromium(f"--screenshot={shot}", "--window-size=1100,700", "--hide-scrollbars", url)
+    res = run_chromium(root / "chromium", f"--screenshot={shot}", "--window-size=1100,700", "--hide-scrollbars", url)
     assert res.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", res.stderr[-2000:]
     job_shot = root / "job-view.png"
-    res = run_chromium(f"--screenshot={job_shot}", "--window-size=1100,1400", "--hide-scrollbars",
+    res = run_chromium(root / "chromium", f"--screenshot={job_shot}", "--window-size=1100,1400", "--hide-scrollbars",
                        f"{server.url}/v1/jobs/{job_id}/view")
     assert res.returncode == 0 and job_shot.stat().st_size > 1000
     if os.environ.get("SALIENT_UPDATE_DOCS_IMG") == "1":
