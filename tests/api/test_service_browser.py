@@ -54,16 +54,17 @@ def viewed(tmp_path_factory):
 def test_headless_chromium_renders_the_rationale_marks(viewed):
     server, example, rationale, job_id, root = viewed
     url = f"{server.url}/v1/rationales/toy/{example}/view"
-    dom = run_chromium(root / "chromium", "--dump-dom", url)
+    profile = root / "chromium"
+    dom = run_chromium(profile, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     marked = re.findall(r'<mark class="rationale"><span[^>]*>([^<]*)</span></mark>', dom.stdout)
     assert marked == rationale, (marked, rationale)
 
     shot = root / "rationale-view.png"
-    res = run_chromium(root / "chromium", f"--screenshot={shot}", "--window-size=1100,700", "--hide-scrollbars", url)
+    res = run_chromium(profile, f"--screenshot={shot}", "--window-size=1100,700", "--hide-scrollbars", url)
     assert res.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", res.stderr[-2000:]
     job_shot = root / "job-view.png"
-    res = run_chromium(root / "chromium", f"--screenshot={job_shot}", "--window-size=1100,1400", "--hide-scrollbars",
+    res = run_chromium(profile, f"--screenshot={job_shot}", "--window-size=1100,1400", "--hide-scrollbars",
                        f"{server.url}/v1/jobs/{job_id}/view")
     assert res.returncode == 0 and job_shot.stat().st_size > 1000
     if os.environ.get("SALIENT_UPDATE_DOCS_IMG") == "1":
