@@ -138,8 +138,9 @@ def _by_score(scores: list) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -1e30), i))
 
 
-def _rationale_units(row: dict) -> tuple[list[int], bool]:
-    """Unit indices of the row's rationale words, in input order, and whether they are the top-k of its scores.
+def _rationale_units(row: dict) -> tuple[list[int], list[int] | None]:
+    """Unit indices of the row's rationale words, in input order, and, where they are the top-k of its scores,
+    every unit by score (highest first, `_by_score`), else None.
 
     The engine picks the rationale as the top-k units by score (attribution_worker.units.top_k: ties
     to the earlier unit) and stores the units' `tokens`/`spans`/`scores`; recomputing top-k with
@@ -149,12 +150,12 @@ def _rationale_units(row: dict) -> tuple[list[int], bool]:
     """
     words, tokens, spans = row.get("rationale") or [], row.get("tokens") or [], row.get("spans") or []
     if not words or len(tokens) != len(spans):
-        return [], False
+        return [], None
     order = _by_score(row.get("scores") or [])
     if len(order) == len(tokens):
         picked = sorted(order[:len(words)])
         if [tokens[i] for i in picked] == list(words):
-            return picked, True
+            return picked, order
     out, j = [], 0
     for w in words:
         k = next((i for i in range(j, len(tokens)) if tokens[i] == w), None)
@@ -162,7 +163,7 @@ def _rationale_units(row: dict) -> tuple[list[int], bool]:
             continue
         out.append(k)
         j = k + 1
-    return out, False
+    return out, None
 
 
 def _spans_of(row: dict, units: list[int]) -> tuple:
@@ -204,10 +205,9 @@ def repicked_rationale(row: dict, common: set[str] | None = None,
     if not words:
         return [], (), "none"
     skip = set() if common is None else common | {""}
-    units, top = _rationale_units(row)
-    scores = row.get("scores") or []
-    scored = [i for i in _by_score(scores) if math.isfinite(scores[i])]
-    if top and scored:  # a row with no finite score has nothing to pick from: it keeps its words, as below
+    units, ranked = _rationale_units(row)
+    scored = [i for i in ranked if math.isfinite(row["scores"][i])] if ranked else []
+    if scored:  # a top-k rationale; a row with no finite score has nothing to pick from: it keeps its words, as below
         k = len(words) if fraction is None else max(1, math.ceil(fraction * len(scored) - 1e-9))
         units = sorted([i for i in scored if norm_word(tokens[i]) not in skip][:k])
         return [tokens[i] for i in units], _spans_of(row, units), "repicked"
