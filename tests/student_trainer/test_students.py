@@ -119,6 +119,25 @@ def test_kd_loss_is_zero_at_the_teacher_and_positive_elsewhere():
     assert float(kd_loss(torch.zeros(2, 3), probs, valid, 2.0)) > 0.01
 
 
+
+def test_kd_temperature_below_one_sharpens_the_teacher_target():
+    """tau 0.5: the target is the teacher's probabilities squared and renormalised over the row's valid choices
+    (docs/trainer.md), the student's scores are doubled, and the KL is scaled by tau^2; gradients stay finite
+    although the invalid choices' fill grows as tau shrinks."""
+    probs = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.6, 0.4, 0.0, 0.0]])
+    valid = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    scores = torch.tensor([[0.3, -0.2, 0.1, 0.0], [1.0, -1.0, 5.0, 5.0]], requires_grad=True)
+    target = [torch.tensor([0.16, 0.09, 0.04, 0.01]) / 0.30, torch.tensor([0.36, 0.16]) / 0.52]
+    expected = 0.0
+    for row, t in enumerate(target):
+        log_s = torch.log_softmax(2 * scores[row, : len(t)].detach(), -1)
+        expected += float((t * (t.log() - log_s)).sum()) / 2
+    assert float(kd_loss(scores, probs, valid, 0.5)) == pytest.approx(0.25 * expected, rel=1e-5)
+    for tau in (0.5, 0.05):
+        scores.grad = None
+        kd_loss(scores, probs, valid, tau).backward()
+        assert torch.isfinite(scores.grad).all() and not scores.grad[1, 2:].any()  # invalid choices get no gradient
+
 @pytest.mark.parametrize("student", ["extractive", "tiny"])
 def test_kd_term_trains_on_the_teachers_distribution(v3, bert, tmp_path, student):
     from student_trainer.train import fit
