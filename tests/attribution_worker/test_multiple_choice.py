@@ -123,3 +123,54 @@ def test_tiny_train_fits_a_multiple_choice_teacher(tmp_path):
         train_tiny_teacher(path, [("where does the cat sit", "dog", ["mat", "tree"])], steps=1)
     with pytest.raises(ValueError, match="target one of the choices"):
         train_tiny_teacher(path, [("where does the cat sit", "mat")], steps=1)
+
+
+@pytest.mark.parametrize("kind", ["multiple_choice", "classifier"])
+def test_micro_batches_give_the_whole_batch_update(tmp_path, monkeypatch, kind):
+    """train_tiny_teacher(micro_batch=k) runs each step's batch in forward passes of at most k rows, and (dropout off)
+    the teacher ends where the one-pass run ends: each part's loss is divided by the whole batch's size."""
+    from safetensors.torch import load_file
+
+    from attribution_worker import tiny_train
+    from attribution_worker.tiny import build_tiny_teacher
+
+    texts = [q for q, _, _ in QUESTIONS] + [c for _, cs, _ in QUESTIONS for c in cs]
+    if kind == "multiple_choice":
+        pairs = [(q, t, cs) for q, cs, t in QUESTIONS] * 2
+        extra = {}
+    else:
+        pairs = [(q, t) for q, _, t in QUESTIONS] * 2
+        extra = {"labels": sorted({t for _, _, t in QUESTIONS})}
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    rows_per_pass = []
+    real_pad = tiny_train.pad
+
+    def counting_pad(seqs, *args):
+        rows_per_pass.append(len(seqs))
+        return real_pad(seqs, *args)
+
+    monkeypatch.setattr(tiny_train, "pad", counting_pad)
+    trained = {}
+    for micro in (None, 2):
+        path = build_tiny_teacher(tmp_path / f"{kind}-{micro}", kind=kind, texts=texts, seed=3,
+                                  initializer_range=0.5, **extra, **no_dropout)
+        rows_per_pass.clear()
+        stats = tiny_train.train_tiny_teacher(path, pairs, steps=4, batch_size=5, lr=1e-2, micro_batch=micro)
+        assert stats["steps"] == 4 and math.isfinite(stats["final_loss"])
+        # inputs and answers are padded per pass (two calls each); the last calls are the accuracy check's
+        passes = rows_per_pass[: 2 * 4 * (1 if micro is None else 3)]
+        assert max(passes) == (5 if micro is None else 2) and sum(passes) == 2 * 4 * 5, passes
+        trained[micro] = load_file(str(path / "model.safetensors"))
+    assert trained[None].keys() == trained[2].keys()
+    moved = 0.0
+    for name, whole in trained[None].items():
+        if name.endswith("attention.self.key.bias") or (kind == "multiple_choice" and name == "classifier.bias"):
+            continue  # gradient 0 up to rounding (a softmax ignores a shared shift), which AdamW scales to a full step
+        torch.testing.assert_close(trained[2][name], whole, rtol=1e-3, atol=2e-4, msg=lambda m: f"{name}: {m}")
+    start = build_tiny_teacher(tmp_path / f"{kind}-start", kind=kind, texts=texts, seed=3, initializer_range=0.5,
+                               **extra, **no_dropout)
+    for name, before in load_file(str(start / "model.safetensors")).items():
+        moved = max(moved, float((trained[2][name] - before).abs().max()))
+    assert moved > 1e-3  # the steps did move the weights: equal endings are not two untrained teachers
+    with pytest.raises(ValueError, match="micro_batch must be at least 1"):
+        tiny_train.train_tiny_teacher(start, pairs, steps=1, micro_batch=0)

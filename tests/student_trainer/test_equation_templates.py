@@ -57,10 +57,14 @@ def test_benchmark_drops_training_problems_without_a_template_but_keeps_test_one
                     "  svamp test: 1 of 2 problems have a template"]
 
 
-def test_benchmark_refuses_a_teacher_batch_below_one_before_any_work(dq, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("flag, says", [
+    ("--teacher-batch", "--teacher-batch must be at least 1 (examples per teacher step), got 0"),
+    ("--teacher-micro-batch", "--teacher-micro-batch must be at least 1 (examples per forward pass), got 0"),
+])
+def test_benchmark_refuses_a_teacher_batch_below_one_before_any_work(dq, tmp_path, monkeypatch, capsys, flag, says):
     monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
     with pytest.raises(SystemExit) as exit_:
-        dq.main(["--task", "real", "--datasets", "svamp", "--svamp-task", "template", "--teacher-batch", "0",
+        dq.main(["--task", "real", "--datasets", "svamp", "--svamp-task", "template", flag, "0",
                  "--store", str(tmp_path / "store")])
     assert exit_.value.code == 2
-    assert "--teacher-batch must be at least 1 (examples per teacher step), got 0" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
