@@ -14,8 +14,8 @@ inputs with holes in them, as occlusion and the faithfulness metrics present the
 `micro_batch` splits each step's batch into chunks of at most that many examples, shortest inputs together,
 and accumulates their gradients (each chunk's loss summed and divided by the whole batch's size): the same
 rows and the same update, up to dropout masks and float summation order. On 2 CPU cores a multiple-choice
-MiniLM step of 32 questions (160 question-choice pairs) runs about 40% faster in chunks of 8 questions
-(`benchmarks/teacher_step.py`); the time goes to large activations, not to padding. Off by default, so a
+MiniLM step of 32 questions (160 question-choice pairs) ran 1.88x as fast in chunks of 8 questions
+(`benchmarks/teacher_step.py`); the time goes to large activations more than to padding. Off by default, so a
 teacher trained before is trained again bit for bit by the same call.
 """
 from __future__ import annotations

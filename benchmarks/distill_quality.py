@@ -758,7 +758,7 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-batch", type=int, default=None, help="teacher batch (32; svamp equation writer 16)")
     p.add_argument("--teacher-micro-batch", type=int, default=None,
                    help="teacher training: at most this many examples per forward pass, gradients accumulated over the "
-                        "step's batch (the same update up to dropout masks; a CQA teacher step runs about 40%% faster "
+                        "step's batch (the same update up to dropout masks; a CQA teacher step ran 1.88x as fast "
                         "in passes of 8 questions on 2 cores: benchmarks/teacher_step.py). Default: the whole batch, "
                         "which reproduces the teachers of the documented runs")
     p.add_argument("--teacher-lr", type=float, default=None, help="teacher AdamW LR (planted 3e-3, real 5e-5)")

@@ -23,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -33,7 +32,7 @@ from attribution_worker.tiny_train import train_tiny_teacher  # noqa: E402
 from storage.ingest import IngestOptions, prepare  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 LABELS = {"esnli": ["contradiction", "entailment", "neutral"]}
 
 
@@ -64,6 +63,13 @@ def main(argv=None) -> None:
     bad = [m for m in args.micro_batches if m < 1]
     if bad:
         p.error(f"--micro-batches must be at least 1 (examples per forward pass), got {bad}")
+    too_big = [m for m in args.micro_batches if m >= args.batch]
+    if too_big:
+        p.error(f"--micro-batches {too_big}: not below --batch {args.batch}, so one pass, the whole batch, which is "
+                "always measured; give sizes below --batch")
+    if len(set(args.micro_batches)) != len(args.micro_batches):
+        p.error(f"--micro-batches {args.micro_batches}: each size once")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the teacher comes from site-packages, never from a hub
     torch.set_num_threads(args.threads)
     pairs, labels = training_pairs(args.dataset, args.rows)
     settings = [None, *args.micro_batches]
@@ -80,11 +86,11 @@ def main(argv=None) -> None:
                 print(f"round {r + 1}, micro-batch {m or 'whole batch'}: {stats['median_step_seconds']:.2f} s/step",
                       file=sys.stderr)
     whole = statistics.median(times[None])
-    per_example = 5 if labels is None else 1
-    rows = [{"examples per pass": m or args.batch, "sequences per pass": (m or args.batch) * per_example,
+    per_example = statistics.fmean(len(pair[2]) for pair in pairs) if labels is None else 1  # choices per question
+    rows = [{"examples per pass": m or args.batch, "sequences per pass": round((m or args.batch) * per_example),
              "s/step by round": times[m], "median s/step": statistics.median(times[m]),
              "speed-up vs whole batch": whole / statistics.median(times[m])} for m in settings]
-    kind = "multiple-choice (5 pairs per question)" if labels is None else "classifier"
+    kind = f"multiple-choice ({per_example:g} pairs per question)" if labels is None else "classifier"
     print(f"\n{args.dataset}, MiniLM {kind} teacher, batch {args.batch}, {args.steps} steps x {args.rounds} rounds, "
           f"{args.threads} threads, torch {torch.__version__}\n")
     print("| examples per pass | sequences per pass | s/step by round | median s/step | speed-up vs whole batch |")

@@ -150,17 +150,19 @@ def test_micro_batches_give_the_whole_batch_update(tmp_path, monkeypatch, kind):
         return real_pad(seqs, *args)
 
     monkeypatch.setattr(tiny_train, "pad", counting_pad)
-    trained = {}
+    trained, losses = {}, {}
     for micro in (None, 2):
         path = build_tiny_teacher(tmp_path / f"{kind}-{micro}", kind=kind, texts=texts, seed=3,
                                   initializer_range=0.5, **extra, **no_dropout)
         rows_per_pass.clear()
         stats = tiny_train.train_tiny_teacher(path, pairs, steps=4, batch_size=5, lr=1e-2, micro_batch=micro)
         assert stats["steps"] == 4 and math.isfinite(stats["final_loss"])
+        losses[micro] = stats["final_loss"]
         # inputs and answers are padded per pass (two calls each); the last calls are the accuracy check's
         passes = rows_per_pass[: 2 * 4 * (1 if micro is None else 3)]
         assert max(passes) == (5 if micro is None else 2) and sum(passes) == 2 * 4 * 5, passes
         trained[micro] = load_file(str(path / "model.safetensors"))
+    assert losses[2] == pytest.approx(losses[None], rel=1e-4)  # the parts add up to the batch mean, as reported
     assert trained[None].keys() == trained[2].keys()
     moved = 0.0
     for name, whole in trained[None].items():

@@ -35,8 +35,13 @@ def test_teacher_step_benchmark_small(bench, tmp_path, capsys):
     assert saved[1]["speed-up vs whole batch"] == pytest.approx(saved[0]["median s/step"] / saved[1]["median s/step"])
 
 
-def test_teacher_step_benchmark_refuses_a_pass_below_one_example(bench, capsys):
+@pytest.mark.parametrize("sizes, says", [
+    (["8", "0"], "--micro-batches must be at least 1 (examples per forward pass), got [0]"),
+    (["8", "32"], "--micro-batches [32]: not below --batch 32, so one pass"),
+    (["8", "8"], "--micro-batches [8, 8]: each size once"),
+])
+def test_teacher_step_benchmark_refuses_sizes_it_cannot_compare(bench, capsys, sizes, says):
     with pytest.raises(SystemExit) as exit_:
-        bench.main(["--micro-batches", "8", "0"])
+        bench.main(["--micro-batches", *sizes])
     assert exit_.value.code == 2
-    assert "--micro-batches must be at least 1 (examples per forward pass), got [0]" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
