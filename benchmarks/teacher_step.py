@@ -69,7 +69,6 @@ def main(argv=None) -> None:
                 "always measured; give sizes below --batch")
     if len(set(args.micro_batches)) != len(args.micro_batches):
         p.error(f"--micro-batches {args.micro_batches}: each size once")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the teacher comes from site-packages, never from a hub
     torch.set_num_threads(args.threads)
     pairs, labels = training_pairs(args.dataset, args.rows)
     settings = [None, *args.micro_batches]
