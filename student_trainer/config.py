@@ -20,6 +20,7 @@ DTYPES = ("auto", "fp32", "bf16")
 SCORERS = ("auto", "exact", "equation")
 SCHEDULES = ("linear", "cosine", "constant")
 PRETRAINED_KINDS = ("extractive", "encdec")
+CHOICE_SCORINGS = ("pairs", "spans")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class TrainConfig:
     """encdec: the decoder's checkpoint (default: --checkpoint; BERT2BERT as in Rothe et al. 2020)."""
     student_layers: int | None = None
     """Keep only the first N layers of the checkpoint(s) (a student smaller than its teacher); None keeps all."""
+    choice_scoring: str = "pairs"
+    """Extractive student on rows with their own answer choices (CQA): pairs (each "[CLS] input [SEP] choice [SEP]"
+    pair encoded and scored apart, as BertForMultipleChoice) | spans (one "[CLS] input [SEP] choice 1 | choice 2 |
+    ... [SEP]" sequence per row, each choice scored from the mean of its own tokens: about C times fewer tokens)."""
     kd_weight: float = 0.0
     """w in label term = (1 - w) * CE + w * KD: distillation on the teacher's distribution (schema v3 answer_probs)."""
     kd_temperature: float = 1.0
@@ -185,6 +190,11 @@ class TrainConfig:
         if self.rationale_target == "soft" and self.rationale_fraction is not None:
             bad("rationale_fraction", "--rationale-target soft tags every word by its score, so there is no top share "
                 "to pick: leave out one of --rationale-fraction and --rationale-target soft")
+        if self.choice_scoring not in CHOICE_SCORINGS:
+            bad("choice_scoring", f"{self.choice_scoring!r} is not one of {', '.join(CHOICE_SCORINGS)}")
+        if self.choice_scoring != "pairs" and self.student != "extractive":
+            bad("choice_scoring", f"only --student extractive scores choices from its encoder (--student {self.student} "
+                "scores each choice by its sequence likelihood); leave it at pairs")
         if not 0.0 <= float(self.kd_weight) <= 1.0:
             bad("kd_weight", f"{self.kd_weight!r}: w must lie in [0, 1] (0 turns distillation off)")
         if not self.kd_temperature > 0:
@@ -222,7 +232,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-ADDED_LATER = ("rationale_max_df", "rationale_target", "rationale_fraction")
+ADDED_LATER = ("rationale_max_df", "rationale_target", "rationale_fraction", "choice_scoring")
 """Fields added after runs were registered: list a new field here so that its default keeps old fingerprints."""
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

@@ -96,14 +96,23 @@ class ExtractiveStudent(torch.nn.Module):
         self.encoder = encoder
         self.meta = meta
         self.dropout = torch.nn.Dropout(0.1)
-        self.pairs = meta["label_mode"] == "choices"
-        self.classify = torch.nn.Linear(hidden, 1 if self.pairs else meta["n_classes"])
+        self.scoring = meta.get("choice_scoring") if meta["label_mode"] == "choices" else None
+        self.pairs = self.scoring == "pairs"
+        self.classify = torch.nn.Linear(hidden, 1 if self.scoring else meta["n_classes"])
         self.tag = torch.nn.Linear(hidden, 1)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
+    def forward(self, input_ids, attention_mask, token_type_ids=None, choice_mask=None):
         """labels mode: [B, T] inputs -> (class logits [B, C], tag logits [B, T]).
-        choices mode: [B * C, T] (input, choice) pairs, row-major -> (choice scores [B, C], tag logits [B * C, T])."""
+        choices mode, pairs: [B * C, T] (input, choice) pairs, row-major -> (choice scores [B, C], tag logits [B * C, T]).
+        choices mode, spans: [B, T] "input [SEP] choices" rows and choice_mask [B, C, T] (1 on choice c's tokens)
+        -> (choice scores [B, C], each the head on the mean of its choice's tokens, tag logits [B, T])."""
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        if self.scoring == "spans":
+            if choice_mask is None:
+                raise ValueError("a span-scoring student needs each choice's token mask (choice_mask [B, C, T])")
+            m = choice_mask.to(h.dtype)
+            pooled = torch.einsum("bct,bth->bch", m, h) / m.sum(-1, keepdim=True).clamp_min(1.0)
+            return self.classify(self.dropout(pooled)).squeeze(-1), self.tag(self.dropout(h)).squeeze(-1)
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         logits = self.classify(self.dropout(pooled))
@@ -159,7 +168,7 @@ class ExtractiveKind:
             encoder = AutoModel.from_pretrained(ckpt, **_layers_kwargs(self.cfg.student_layers, ckpt))
         except OSError as exc:
             raise ValueError(f"--checkpoint {ckpt!r}: not loadable as a Hugging Face encoder ({exc})") from exc
-        scoring = {"choice_scoring": "pairs"} if self.meta["label_mode"] == "choices" else {}
+        scoring = {"choice_scoring": self.cfg.choice_scoring} if self.meta["label_mode"] == "choices" else {}
         return ExtractiveStudent(encoder, {"kind": "extractive", "checkpoint": ckpt,
                                            "student_layers": self.cfg.student_layers, **self.meta, **scoring})
 
@@ -171,28 +180,56 @@ class ExtractiveKind:
         return tuple((s, e, 1.0) for s, e in ex.rationale_spans)
 
     def encode(self, examples: list[Example], device):
-        """(input ids, attention mask, token type ids or None, tag labels); [B, T] per row (labels mode) or
-        [B * C, T] per (input, choice) pair (choices mode: rows with fewer choices get empty ones, masked later)."""
-        pairs = self.meta["label_mode"] == "choices"
+        """(input ids, attention mask, token type ids or None, tag labels, choice mask or None).
+
+        labels mode: [B, T] per row. choices mode, pairs: [B * C, T] per (input, choice) pair (rows with fewer
+        choices get empty ones, masked later). choices mode, spans: [B, T] per "input [SEP] choice 1 | choice 2 ..."
+        row, with the choice mask [B, C, T] marking each choice's tokens (all zero for a missing choice)."""
+        pairs = self.meta["label_mode"] == "choices" and self.cfg.choice_scoring == "pairs"
+        spans = self.meta["label_mode"] == "choices" and self.cfg.choice_scoring == "spans"
+        n = self.meta["n_classes"]
         if pairs:
-            n = self.meta["n_classes"]
             rows = [e for e in examples for _ in range(n)]
             seconds = [str(c) for e in examples for c in (list(e.answer_choices) + [""] * n)[:n]]
-            enc = self.tokenizer([e.input for e in rows], seconds, truncation="only_first",
-                                 max_length=self.cfg.max_input_tokens, padding=True, return_tensors="pt",
-                                 return_offsets_mapping=True, return_special_tokens_mask=True)
-        else:
+        elif spans:
             rows = examples
+            seconds, char_spans = [], []
+            for e in examples:
+                text, where = "", []
+                for c in list(e.answer_choices)[:n]:
+                    text += " | " if text else ""
+                    where.append((len(text), len(text) + len(str(c))))
+                    text += str(c)
+                seconds.append(text)
+                char_spans.append(where)
+        else:
+            rows, seconds = examples, None
+        if seconds is None:
             enc = self.tokenizer([e.input for e in rows], truncation=True, max_length=self.cfg.max_input_tokens,
                                  padding=True, return_tensors="pt", return_offsets_mapping=True,
                                  return_special_tokens_mask=True)
+        else:
+            enc = self.tokenizer([e.input for e in rows], seconds, truncation="only_first",
+                                 max_length=self.cfg.max_input_tokens, padding=True, return_tensors="pt",
+                                 return_offsets_mapping=True, return_special_tokens_mask=True)
+        offsets = enc["offset_mapping"].tolist()
         special = (enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()).tolist()
-        if pairs:  # only the input (sequence 0) carries tagging labels; the choice's offsets index the choice
+        if seconds is not None:  # only the input (sequence 0) carries tagging labels; the choices' offsets index them
             special = [[sp or enc.sequence_ids(i)[t] != 0 for t, sp in enumerate(row)] for i, row in enumerate(special)]
-        tags = torch.tensor([tag_labels(off, self.tag_spans(e), sp)
-                             for off, e, sp in zip(enc["offset_mapping"].tolist(), rows, special)])
-        types = enc["token_type_ids"].to(device) if pairs and "token_type_ids" in enc else None
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device)
+        tags = torch.tensor([tag_labels(off, self.tag_spans(e), sp) for off, e, sp in zip(offsets, rows, special)])
+        choice_mask = None
+        if spans:
+            choice_mask = torch.zeros(len(rows), n, enc["input_ids"].shape[1])
+            for i, where in enumerate(char_spans):
+                ids = enc.sequence_ids(i)
+                for t, (s, e) in enumerate(offsets[i]):
+                    if ids[t] == 1 and e > s:
+                        for c, (cs, ce) in enumerate(where):
+                            if s < ce and cs < e:
+                                choice_mask[i, c, t] = 1.0
+            choice_mask = choice_mask.to(device)
+        types = enc["token_type_ids"].to(device) if seconds is not None and "token_type_ids" in enc else None
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device), choice_mask
 
     def classes(self, ex: Example) -> list[str]:
         return list(ex.answer_choices) if self.meta["label_mode"] == "choices" else self.meta["labels"]
@@ -217,8 +254,11 @@ class ExtractiveKind:
                 torch.tensor(has, device=device), torch.tensor(valid, device=device))
 
     def _logits(self, model, examples, device):
-        ids, mask, types, tags = self.encode(examples, device)
-        logits, tag_logits = model(ids, mask, types)
+        if getattr(model, "scoring", None) != (self.cfg.choice_scoring if self.meta["label_mode"] == "choices" else None):
+            raise ValueError(f"this student scores choices by {model.scoring!r}, the run's settings by "
+                             f"{self.cfg.choice_scoring!r}: give --choice-scoring {model.scoring} to use it")
+        ids, mask, types, tags, choice_mask = self.encode(examples, device)
+        logits, tag_logits = model(ids, mask, types, choice_mask)
         return logits, tag_logits, tags
 
     def loss(self, model, batch: list[Example], a: float, kd_weight: float, device) -> tuple[torch.Tensor, dict]:
@@ -399,7 +439,7 @@ def load_student(directory):
     directory = Path(directory)
     if (directory / META_FILE).exists():
         meta = json.loads((directory / META_FILE).read_text())
-        if meta["label_mode"] == "choices" and meta.get("choice_scoring") != "pairs":
+        if meta["label_mode"] == "choices" and meta.get("choice_scoring") not in ("pairs", "spans"):
             raise ValueError(f"{directory}: a choices-mode extractive student saved before pairwise choice scoring "
                              "(its head classifies positions); retrain it with this version")
         model = ExtractiveStudent(AutoModel.from_pretrained(str(directory)), meta)

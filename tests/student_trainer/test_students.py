@@ -3,6 +3,7 @@ distribution: each trains on shards from a tiny teacher, its loss falls, and it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import statistics
 
@@ -40,7 +41,7 @@ def test_tagging_labels_line_up_with_rationale_spans(v3, bert):
     data = load_data(v3, tiny_cfg())
     tok = load_tokenizer(bert)
     kind = ExtractiveKind(tiny_cfg(student="extractive", checkpoint=bert), tok, label_space(data.train))
-    ids, mask, _, tags = kind.encode(data.train[:16], "cpu")
+    ids, mask, _, tags, _ = kind.encode(data.train[:16], "cpu")
     for row_ids, row_tags, ex in zip(ids.tolist(), tags.tolist(), data.train[:16]):
         assert [ex.input[s:e] for s, e in ex.rationale_spans] == ex.rationale.split()
         tagged = [t for t, y in zip(row_ids, row_tags) if y == 1.0]
@@ -84,7 +85,7 @@ def test_extractive_validation_gives_loss_and_predictions_from_one_forward_pass(
     assert model.training  # the mode it had
     with torch.no_grad():  # the reference: the same model, in eval mode, one batch
         model.eval()
-        ids, mask, types, _ = kind.encode(data.val, "cpu")
+        ids, mask, types, _, _ = kind.encode(data.val, "cpu")
         logits, _ = model(ids, mask, types)
     labels = kind.meta["labels"]
     gold = torch.tensor([labels.index(e.gold) for e in data.val])
@@ -170,6 +171,56 @@ def test_extractive_student_from_the_minilm_directory(v3, tmp_path):
     assert last < first, (first, last)
 
 
+def test_choices_mode_span_scoring_reads_each_row_once_and_round_trips(catalog, bert):
+    """--choice-scoring spans: one "[CLS] input [SEP] choice | choice | choice [SEP]" sequence per row, each choice
+    scored from its own tokens; only the input's tokens carry tagging labels; it learns, round-trips through the
+    registry, and a run whose settings score by pairs is refused with the flag that fits the saved student."""
+    add_job_v3(catalog, "mc", "jobmc", {"train": _mc_rows(96, "train"), "valid": _mc_rows(24, "valid"),
+                                        "test": _mc_rows(30, "test")})
+    cfg = tiny_cfg(dataset="mc", student="extractive", checkpoint=bert, steps=60, lr=3e-3, eval_every=30,
+                   checkpoint_every=100, label_weight=0.5, kd_weight=0.5, val_split="valid", choice_scoring="spans")
+    data = load_data(catalog, cfg)
+    tok = load_tokenizer(bert)
+    kind = ExtractiveKind(cfg, tok, label_space(data.train))
+    ids, mask, types, tags, choice_mask = kind.encode(data.train[:4], "cpu")
+    assert ids.shape[0] == 4 and choice_mask.shape == (4, 3, ids.shape[1])  # one sequence per row, not one per choice
+    pairs_ids = ExtractiveKind(tiny_cfg(dataset="mc", student="extractive", checkpoint=bert), tok,
+                               label_space(data.train)).encode(data.train[:4], "cpu")[0]
+    assert int(mask.sum()) < int((pairs_ids != tok.pad_token_id).sum()) / 2
+    for i, ex in enumerate(data.train[:4]):
+        row_ids, row_tags, row_types = ids[i].tolist(), tags[i].tolist(), types[i].tolist()
+        tagged = [t for t, y in zip(row_ids, row_tags) if y == 1.0]
+        assert tok.decode(tagged) == ex.rationale  # the rationale word in the input, never a choice
+        assert all(y == -1.0 for y, ty in zip(row_tags, row_types) if ty == 1)
+        for c, choice in enumerate(ex.answer_choices):
+            picked = [t for t, on in zip(row_ids, choice_mask[i, c].tolist()) if on]
+            assert tok.decode(picked) == choice and all(row_types[t] == 1 for t, on in
+                                                        enumerate(choice_mask[i, c].tolist()) if on)
+    short = dataclasses.replace(data.train[0], answer_choices=data.train[0].answer_choices[:2],
+                                answer_probs=data.train[0].answer_probs[:2])
+    assert kind.encode([short], "cpu")[4][0, 2].sum() == 0  # a missing choice has no tokens (masked by `valid`)
+
+    res = run_training(catalog, cfg)
+    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
+    for key in ("label_loss", "kd_loss", "rationale_loss"):
+        first, last = _falls(hist, key)
+        assert last < first, (key, first, last)
+    model = load_student(res["run_dir"] + "/model")
+    assert model.classify.out_features == 1 and model.meta["choice_scoring"] == "spans"
+    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
+    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
+    assert all(p in e.answer_choices for p, e in zip(preds, data.test))
+    assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
+        res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+    as_pairs = student_kind(dataclasses.replace(cfg, choice_scoring="pairs"), kind.tokenizer, data)
+    with pytest.raises(ValueError, match="give --choice-scoring spans"):
+        as_pairs.predict(model, data.test, "cpu", contextlib.nullcontext)
+    with pytest.raises(ValueError, match="--choice-scoring: 'slots' is not one of pairs, spans"):
+        tiny_cfg(dataset="mc", student="extractive", checkpoint=bert, choice_scoring="slots")
+    with pytest.raises(ValueError, match="--choice-scoring: only --student extractive"):
+        tiny_cfg(dataset="mc", student="encdec", checkpoint=bert, choice_scoring="spans")
+
+
 def _mc_rows(n: int, split: str) -> list[dict]:
     """Rows whose choices differ per row (choices mode): the answer is the one choice that occurs in the input,
     which is also the rationale word."""
@@ -208,7 +259,7 @@ def test_choices_mode_scores_input_choice_pairs_and_round_trips(catalog, bert):
     tok = load_tokenizer(bert)
     kind = ExtractiveKind(cfg, tok, label_space(data.train))
     assert kind.meta == {"label_mode": "choices", "labels": [], "n_classes": 3}
-    ids, mask, types, tags = kind.encode(data.train[:4], "cpu")
+    ids, mask, types, tags, _ = kind.encode(data.train[:4], "cpu")
     assert ids.shape[0] == 12 and types is not None
     for p, (row_ids, row_tags, row_types) in enumerate(zip(ids.tolist(), tags.tolist(), types.tolist())):
         ex = data.train[p // 3]

@@ -183,7 +183,7 @@ def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalo
 
     tok = load_tokenizer(bert)
     kind = ExtractiveKind(cfg, tok, label_space(data.train))
-    ids, _, _, tags = kind.encode([ex], "cpu")
+    ids, _, _, tags, _ = kind.encode([ex], "cpu")
     by_token = [(tok.decode([t]), y) for t, y in zip(ids[0].tolist(), tags[0].tolist())]
     assert by_token[0] == ("[CLS]", -1.0) and by_token[-1] == ("[SEP]", -1.0)
     assert [y for _, y in by_token[1:-1]] == [
@@ -191,7 +191,7 @@ def test_soft_rationale_target_weighs_every_training_word_by_its_saliency(catalo
     model = kind.build(0).eval()  # no dropout: the reference below sees the same logits
     _, parts = kind.loss(model, data.train, 0.5, 0.0, "cpu")
     tagged = [e for e in data.train if e.tag_weights]  # the BCE is over the soft targets of rows that have them
-    ids, mask, types, tags = kind.encode(tagged, "cpu")
+    ids, mask, types, tags, _ = kind.encode(tagged, "cpu")
     with torch.no_grad():
         tag_logits = model(ids, mask, types)[1]
     real = tags >= 0
