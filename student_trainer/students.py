@@ -209,9 +209,18 @@ class ExtractiveKind:
                                  padding=True, return_tensors="pt", return_offsets_mapping=True,
                                  return_special_tokens_mask=True)
         else:
-            enc = self.tokenizer([e.input for e in rows], seconds, truncation="only_first",
-                                 max_length=self.cfg.max_input_tokens, padding=True, return_tensors="pt",
-                                 return_offsets_mapping=True, return_special_tokens_mask=True)
+            try:
+                enc = self.tokenizer([e.input for e in rows], seconds, truncation="only_first",
+                                     max_length=self.cfg.max_input_tokens, padding=True, return_tensors="pt",
+                                     return_offsets_mapping=True, return_special_tokens_mask=True)
+            except Exception as exc:  # the fast tokenizer's "Truncation error": only the input may be cut
+                if "truncat" not in str(exc).lower():
+                    raise
+                longest = max(len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in seconds)
+                what = "all of a row's answer choices" if spans else "an answer choice"
+                raise ValueError(f"--max-input-tokens {self.cfg.max_input_tokens}: {what} take {longest} tokens, and "
+                                 "only the input is cut to fit, never a choice; raise --max-input-tokens"
+                                 + (" or use --choice-scoring pairs" if spans else "")) from exc
         offsets = enc["offset_mapping"].tolist()
         special = (enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()).tolist()
         if seconds is not None:  # only the input (sequence 0) carries tagging labels; the choices' offsets index them

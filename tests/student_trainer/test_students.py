@@ -199,6 +199,9 @@ def test_choices_mode_span_scoring_reads_each_row_once_and_round_trips(catalog, 
     short = dataclasses.replace(data.train[0], answer_choices=data.train[0].answer_choices[:2],
                                 answer_probs=data.train[0].answer_probs[:2])
     assert kind.encode([short], "cpu")[4][0, 2].sum() == 0  # a missing choice has no tokens (masked by `valid`)
+    narrow = ExtractiveKind(dataclasses.replace(cfg, max_input_tokens=4), tok, label_space(data.train))
+    with pytest.raises(ValueError, match="--max-input-tokens 4: all of a row's answer choices take .* raise"):
+        narrow.encode(data.train[:2], "cpu")
 
     res = run_training(catalog, cfg)
     hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
