@@ -38,7 +38,10 @@ when every training row carries its own answer_choices that differ between rows 
 the student scores each "[CLS] input [SEP] choice_i [SEP]" pair with the classify head as Linear(h, 1), as
 BertForMultipleChoice does: each choice's text meets the question in the encoder, where a position classifier
 over the input alone has to learn which slot holds the answer. The tagging head then runs on every pair; only
-the input's tokens carry tagging labels.
+the input's tokens carry tagging labels. With --choice-scoring spans the row is read once, as "[CLS] input [SEP]
+choice_1 | choice_2 | ... [SEP]", and choice i's score is the same Linear(h, 1) on the mean of its own tokens (a
+choice without tokens is never picked): about C times fewer tokens than the pairs. In labels mode the setting
+has no effect.
 """
 from __future__ import annotations
 
@@ -111,8 +114,12 @@ class ExtractiveStudent(torch.nn.Module):
             if choice_mask is None:
                 raise ValueError("a span-scoring student needs each choice's token mask (choice_mask [B, C, T])")
             m = choice_mask.to(h.dtype)
-            pooled = torch.einsum("bct,bth->bch", m, h) / m.sum(-1, keepdim=True).clamp_min(1.0)
-            return self.classify(self.dropout(pooled)).squeeze(-1), self.tag(self.dropout(h)).squeeze(-1)
+            count = m.sum(-1, keepdim=True)
+            scores = self.classify(self.dropout(torch.einsum("bct,bth->bch", m, h) / count.clamp_min(1.0))).squeeze(-1)
+            scores = scores.masked_fill(count.squeeze(-1) == 0, torch.finfo(scores.dtype).min / 4)  # no tokens: never picked
+            return scores, self.tag(self.dropout(h)).squeeze(-1)
+        if choice_mask is not None:
+            raise ValueError("choice_mask is for a span-scoring student; this one scores (input, choice) pairs")
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         logits = self.classify(self.dropout(pooled))
@@ -179,14 +186,16 @@ class ExtractiveKind:
             return ex.tag_weights
         return tuple((s, e, 1.0) for s, e in ex.rationale_spans)
 
-    def encode(self, examples: list[Example], device):
+    def encode(self, examples: list[Example], device, scoring: str | None = None):
         """(input ids, attention mask, token type ids or None, tag labels, choice mask or None).
 
         labels mode: [B, T] per row. choices mode, pairs: [B * C, T] per (input, choice) pair (rows with fewer
         choices get empty ones, masked later). choices mode, spans: [B, T] per "input [SEP] choice 1 | choice 2 ..."
-        row, with the choice mask [B, C, T] marking each choice's tokens (all zero for a missing choice)."""
-        pairs = self.meta["label_mode"] == "choices" and self.cfg.choice_scoring == "pairs"
-        spans = self.meta["label_mode"] == "choices" and self.cfg.choice_scoring == "spans"
+        row, with the choice mask [B, C, T] marking each choice's tokens (all zero for a missing choice).
+        scoring: pairs | spans (default: the run's --choice-scoring)."""
+        scoring = scoring or self.cfg.choice_scoring
+        pairs = self.meta["label_mode"] == "choices" and scoring == "pairs"
+        spans = self.meta["label_mode"] == "choices" and scoring == "spans"
         n = self.meta["n_classes"]
         if pairs:
             rows = [e for e in examples for _ in range(n)]
@@ -263,10 +272,14 @@ class ExtractiveKind:
                 torch.tensor(has, device=device), torch.tensor(valid, device=device))
 
     def _logits(self, model, examples, device):
-        if getattr(model, "scoring", None) != (self.cfg.choice_scoring if self.meta["label_mode"] == "choices" else None):
-            raise ValueError(f"this student scores choices by {model.scoring!r}, the run's settings by "
-                             f"{self.cfg.choice_scoring!r}: give --choice-scoring {model.scoring} to use it")
-        ids, mask, types, tags, choice_mask = self.encode(examples, device)
+        """The model's scores of the rows' classes, read in the form the model was trained in (its `student.json`
+        records pairs or spans; a saved student is used as it is, whatever the run's --choice-scoring)."""
+        have = getattr(model, "meta", {}).get("label_mode")
+        if have != self.meta["label_mode"]:
+            raise ValueError(f"this student was trained in {have} mode and these rows need {self.meta['label_mode']} "
+                             "mode (choices: every row has its own answer choices); use a student trained on rows "
+                             "like these")
+        ids, mask, types, tags, choice_mask = self.encode(examples, device, scoring=getattr(model, "scoring", None))
         logits, tag_logits = model(ids, mask, types, choice_mask)
         return logits, tag_logits, tags
 

@@ -174,7 +174,7 @@ def test_extractive_student_from_the_minilm_directory(v3, tmp_path):
 def test_choices_mode_span_scoring_reads_each_row_once_and_round_trips(catalog, bert):
     """--choice-scoring spans: one "[CLS] input [SEP] choice | choice | choice [SEP]" sequence per row, each choice
     scored from its own tokens; only the input's tokens carry tagging labels; it learns, round-trips through the
-    registry, and a run whose settings score by pairs is refused with the flag that fits the saved student."""
+    registry, and is read as it was trained whatever the run's --choice-scoring."""
     add_job_v3(catalog, "mc", "jobmc", {"train": _mc_rows(96, "train"), "valid": _mc_rows(24, "valid"),
                                         "test": _mc_rows(30, "test")})
     cfg = tiny_cfg(dataset="mc", student="extractive", checkpoint=bert, steps=60, lr=3e-3, eval_every=30,
@@ -216,8 +216,14 @@ def test_choices_mode_span_scoring_reads_each_row_once_and_round_trips(catalog, 
     assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
         res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
     as_pairs = student_kind(dataclasses.replace(cfg, choice_scoring="pairs"), kind.tokenizer, data)
-    with pytest.raises(ValueError, match="give --choice-scoring spans"):
-        as_pairs.predict(model, data.test, "cpu", contextlib.nullcontext)
+    assert as_pairs.predict(model, data.test, "cpu", contextlib.nullcontext) == preds  # read as it was trained
+    with torch.no_grad():  # a choice with no tokens gets no score (its mask is empty) and is never picked
+        ids, mask_, types_, _, choice_mask = kind.encode(data.test[:2], "cpu")
+        choice_mask[:, 1] = 0
+        assert (model(ids, mask_, types_, choice_mask)[0].argmax(-1) != 1).all()
+    labels_model = ExtractiveKind(cfg, kind.tokenizer, {"label_mode": "labels", "labels": ["a", "b"], "n_classes": 2}).build(0)
+    with pytest.raises(ValueError, match="trained in labels mode and these rows need choices mode"):
+        kind.predict(labels_model, data.test, "cpu", contextlib.nullcontext)
     with pytest.raises(ValueError, match="--choice-scoring: 'slots' is not one of pairs, spans"):
         tiny_cfg(dataset="mc", student="extractive", checkpoint=bert, choice_scoring="slots")
     with pytest.raises(ValueError, match="--choice-scoring: only --student extractive"):
