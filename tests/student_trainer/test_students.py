@@ -203,18 +203,7 @@ def test_choices_mode_span_scoring_reads_each_row_once_and_round_trips(catalog, 
     with pytest.raises(ValueError, match="--max-input-tokens 4: all of a row's answer choices take .* raise"):
         narrow.encode(data.train[:2], "cpu")
 
-    res = run_training(catalog, cfg)
-    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
-    for key in ("label_loss", "kd_loss", "rationale_loss"):
-        first, last = _falls(hist, key)
-        assert last < first, (key, first, last)
-    model = load_student(res["run_dir"] + "/model")
-    assert model.classify.out_features == 1 and model.meta["choice_scoring"] == "spans"
-    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
-    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
-    assert all(p in e.answer_choices for p, e in zip(preds, data.test))
-    assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
-        res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+    _, model, kind, preds = _trains_and_round_trips(catalog, cfg, data)
     as_pairs = student_kind(dataclasses.replace(cfg, choice_scoring="pairs"), kind.tokenizer, data)
     assert as_pairs.predict(model, data.test, "cpu", contextlib.nullcontext) == preds  # read as it was trained
     with torch.no_grad():  # a choice with no tokens gets no score (its mask is empty) and is never picked
@@ -257,6 +246,24 @@ def _mc_rows(n: int, split: str) -> list[dict]:
     return rows
 
 
+def _trains_and_round_trips(catalog, cfg, data):
+    """Train a choices-mode student: every loss term falls, it comes back from the registry in the form it was
+    trained in, and its answers there are choices that score as the run reported. -> (result, model, kind, preds)"""
+    res = run_training(catalog, cfg)
+    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
+    for key in ("label_loss", "kd_loss", "rationale_loss"):
+        first, last = _falls(hist, key)
+        assert last < first, (key, first, last)
+    model = load_student(res["run_dir"] + "/model")
+    assert model.classify.out_features == 1 and model.meta["choice_scoring"] == cfg.choice_scoring
+    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
+    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
+    assert all(p in e.answer_choices for p, e in zip(preds, data.test))
+    assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
+        res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+    return res, model, kind, preds
+
+
 def test_choices_mode_scores_input_choice_pairs_and_round_trips(catalog, bert):
     """Rows with their own choices: the extractive student scores each (input, choice) pair; only the input's
     tokens carry tagging labels; it learns, round-trips, and a saved position-classifier student is refused."""
@@ -278,18 +285,7 @@ def test_choices_mode_scores_input_choice_pairs_and_round_trips(catalog, bert):
         choice = [t for t, ty in zip(row_ids, row_types) if ty == 1 and t != tok.sep_token_id]
         assert tok.decode(choice) == ex.answer_choices[p % 3]
 
-    res = run_training(catalog, cfg)
-    hist = json.loads(open(res["run_dir"] + "/work/student-seed0/result.json").read())["history"]
-    for key in ("label_loss", "kd_loss", "rationale_loss"):
-        first, last = _falls(hist, key)
-        assert last < first, (key, first, last)
-    model = load_student(res["run_dir"] + "/model")
-    assert model.classify.out_features == 1 and model.meta["choice_scoring"] == "pairs"
-    kind = student_kind(cfg, load_tokenizer(res["run_dir"] + "/model"), data)
-    preds = kind.predict(model, data.test, "cpu", contextlib.nullcontext)
-    assert all(p in e.answer_choices for p, e in zip(preds, data.test))
-    assert accuracy(preds, [e.gold for e in data.test]) == pytest.approx(
-        res["metrics"]["variants"]["student"]["test_accuracy"]["mean"])
+    res, model, kind, preds = _trains_and_round_trips(catalog, cfg, data)
     meta_file = f"{res['run_dir']}/model/student.json"
     meta = json.loads(open(meta_file).read())
     del meta["choice_scoring"]
