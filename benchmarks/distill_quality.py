@@ -784,7 +784,7 @@ def main(argv=None) -> int:
     p.add_argument("--student-layers", type=int, default=3, help="real: keep the checkpoint's first N layers")
     p.add_argument("--choice-scoring", choices=("pairs", "spans"), default="pairs",
                    help="real, CQA students: pairs (one (question, choice) pair per choice) | spans (one sequence per "
-                        "question, each choice scored from its own tokens; about 5x fewer tokens)")
+                        "question, each choice scored from its own tokens; a quarter of the tokens on CQA)")
     p.add_argument("--arms", default="plain,rationale,kd,rationale_kd",
                    help="real: comma-separated of " + ", ".join(ARMS) + " (palm trains the generative encdec student); "
                    "`teacher` alone: fine-tune and attribute, report the teacher's accuracy, train no student")

@@ -40,7 +40,7 @@ class TrainConfig:
     choice_scoring: str = "pairs"
     """Extractive student on rows with their own answer choices (CQA): pairs (each "[CLS] input [SEP] choice [SEP]"
     pair encoded and scored apart, as BertForMultipleChoice) | spans (one "[CLS] input [SEP] choice 1 | choice 2 |
-    ... [SEP]" sequence per row, each choice scored from the mean of its own tokens: about C times fewer tokens).
+    ... [SEP]" sequence per row, each choice scored from the mean of its own tokens: CQA's five pairs hold 4x its tokens).
     No effect on rows that share one label set (NLI); a saved student is read in the form it was trained in."""
     kd_weight: float = 0.0
     """w in label term = (1 - w) * CE + w * KD: distillation on the teacher's distribution (schema v3 answer_probs)."""

@@ -40,7 +40,7 @@ BertForMultipleChoice does: each choice's text meets the question in the encoder
 over the input alone has to learn which slot holds the answer. The tagging head then runs on every pair; only
 the input's tokens carry tagging labels. With --choice-scoring spans the row is read once, as "[CLS] input [SEP]
 choice_1 | choice_2 | ... [SEP]", and choice i's score is the same Linear(h, 1) on the mean of its own tokens (a
-choice without tokens is never picked): about C times fewer tokens than the pairs. In labels mode the setting
+choice without tokens is never picked): on CQA a quarter of the pairs' tokens. In labels mode the setting
 has no effect.
 """
 from __future__ import annotations
