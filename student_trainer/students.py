@@ -100,7 +100,6 @@ class ExtractiveStudent(torch.nn.Module):
         self.meta = meta
         self.dropout = torch.nn.Dropout(0.1)
         self.scoring = meta.get("choice_scoring") if meta["label_mode"] == "choices" else None
-        self.pairs = self.scoring == "pairs"
         self.classify = torch.nn.Linear(hidden, 1 if self.scoring else meta["n_classes"])
         self.tag = torch.nn.Linear(hidden, 1)
 
@@ -123,7 +122,7 @@ class ExtractiveStudent(torch.nn.Module):
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         logits = self.classify(self.dropout(pooled))
-        if self.pairs:
+        if self.scoring == "pairs":
             logits = logits.view(-1, self.meta["n_classes"])
         return logits, self.tag(self.dropout(h)).squeeze(-1)
 
@@ -238,13 +237,10 @@ class ExtractiveKind:
         choice_mask = None
         if spans:
             choice_mask = torch.zeros(len(rows), n, enc["input_ids"].shape[1])
-            for i, where in enumerate(char_spans):
-                ids = enc.sequence_ids(i)
-                for t, (s, e) in enumerate(offsets[i]):
-                    if ids[t] == 1 and e > s:
-                        for c, (cs, ce) in enumerate(where):
-                            if s < ce and cs < e:
-                                choice_mask[i, c, t] = 1.0
+            for i, where in enumerate(char_spans):  # the tokenizer maps each choice's characters to its tokens
+                for c, (cs, ce) in enumerate(where):
+                    tokens = {enc.char_to_token(i, k, sequence_index=1) for k in range(cs, ce)} - {None}
+                    choice_mask[i, c, list(tokens)] = 1.0
             choice_mask = choice_mask.to(device)
         types = enc["token_type_ids"].to(device) if seconds is not None and "token_type_ids" in enc else None
         return enc["input_ids"].to(device), enc["attention_mask"].to(device), types, tags.to(device), choice_mask
