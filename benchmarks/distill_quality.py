@@ -185,6 +185,14 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
     return path
 
 
+def new_teacher_dir(args, name: str) -> Path:
+    """Where this run saves the teacher it fine-tunes: --teacher-out (checked new at parse time), else a fresh
+    temporary directory, named in the log either way."""
+    if args.teacher_out:
+        return Path(args.teacher_out)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
+
+
 TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the rows and pools that fine-tuned it
 
 
@@ -446,7 +454,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         path = Path(args.teacher_dir)
         log(f"  teacher reused from {path}")
     else:
-        path = Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
+        path = new_teacher_dir(args, name)
         if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this one
             init_teacher(path, Path(args.teacher_init), None if mc else labels)
             log(f"  teacher starts from {args.teacher_init}")
@@ -702,7 +710,7 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
         flag = "--teacher-init" if args.teacher_init else "--teacher-dir"
         raise ValueError(f"svamp: {flag} takes a classifier teacher; the equation writer is fine-tuned fresh in each "
                          f"run (use --svamp-task template for a classifier, or drop {flag})")
-    path = build_minilm_encdec(Path(tempfile.mkdtemp(prefix="svamp-teacher-")) / "teacher", args.teacher_layers)
+    path = build_minilm_encdec(new_teacher_dir(args, "svamp"), args.teacher_layers)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
                                batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
@@ -803,6 +811,9 @@ def main(argv=None) -> int:
                    "directory its log names, e.g. an e-SNLI teacher for anli1) instead of MiniLM with a new head")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
                    "(the directory its log names) instead of fine-tuning one")
+    p.add_argument("--teacher-out", help="real (one dataset): save the teacher this run fine-tunes in this new "
+                   "directory (default: a temporary one, named in the log), to pass to a later run's --teacher-init "
+                   "or --teacher-dir")
     p.add_argument("--palm-max-df", type=float, default=0.1,
                    help="real: palm_tag arms (and content_kd's teacher rationales) leave out words in more than "
                    "this fraction of the training inputs")
@@ -826,6 +837,16 @@ def main(argv=None) -> int:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
+    if args.teacher_out:  # where a teacher this run fine-tunes is saved: refused before any work where it cannot be
+        out, n_datasets = args.teacher_out, len([d for d in args.datasets.split(",") if d.strip()])
+        if planted:
+            p.error(f"--teacher-out {out} is for --task real")
+        if args.teacher_dir:
+            p.error(f"--teacher-out {out} has nothing to save: --teacher-dir reuses a teacher as it is; drop one")
+        if n_datasets != 1:
+            p.error(f"--teacher-out {out} holds one teacher, and --datasets names {n_datasets}; run one per command")
+        if Path(out).exists():
+            p.error(f"--teacher-out {out} exists; pass a new directory (a saved teacher is never written over)")
     if args.test_offset < 0 or (planted and args.test_offset):
         p.error(f"--test-offset takes a row count of the real test split (0 or more), got {args.test_offset}"
                 + (" with --task planted, whose test rows are generated" if planted else ""))

@@ -157,3 +157,45 @@ def test_svamp_equation_refuses_a_reused_teacher(dq, tmp_path, shared_datasets, 
         dq.main(["--task", "real", "--datasets", "svamp", "--teacher-dir", str(tmp_path / "t"), "--n-train", "20",
                  "--n-val", "10", "--n-test", "10", "--teacher-train", "30", "--arms", "plain",
                  "--store", str(tmp_path / "store")])
+
+
+@pytest.mark.parametrize("args, out, why", [
+    (["--task", "planted"], "new", "is for --task real"),
+    (["--task", "real", "--datasets", "anli1", "--teacher-dir", "t"], "new",
+     "has nothing to save: --teacher-dir reuses a teacher as it is; drop one"),
+    (["--task", "real", "--datasets", "esnli,anli1"], "new", "holds one teacher, and --datasets names 2; run one per "
+                                                             "command"),
+    (["--task", "real", "--datasets", "esnli"], "saved", "exists; pass a new directory (a saved teacher is never "
+                                                         "written over)"),
+])
+def test_teacher_out_is_refused_at_parse_time_where_it_cannot_hold_this_runs_teacher(dq, tmp_path, monkeypatch, capsys,
+                                                                                     args, out, why):
+    monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
+    monkeypatch.setattr(dq, "run_planted", lambda *a: pytest.fail("the planted task ran"))
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        dq.main([*args, "--teacher-out", str(tmp_path / out), "--store", str(tmp_path / "store")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--teacher-out {tmp_path / out} {why}")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "store").exists()
+    assert [f.name for f in (tmp_path / "saved").iterdir()] == ["config.json"]
+
+
+def test_teacher_out_saves_the_teacher_where_the_next_runs_teacher_init_takes_it(dq, tmp_path, shared_datasets,
+                                                                                 monkeypatch, capsys):
+    """The ANLI-R1 recipe in two commands, end to end at a tiny size: an e-SNLI teacher saved with --teacher-out,
+    then fine-tuned on ANLI from there (--teacher-init) and saved again; each directory records its rows."""
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    tiny = ["--task", "real", "--n-train", "10", "--n-val", "10", "--n-test", "10", "--teacher-train", "8",
+            "--teacher-steps", "1", "--teacher-batch", "4", "--max-input-tokens", "128", "--arms", "teacher"]
+    esnli, anli = tmp_path / "esnli-teacher", tmp_path / "anli-teacher"
+    assert dq.main([*tiny, "--datasets", "esnli", "--teacher-out", str(esnli), "--store", str(tmp_path / "s1")]) == 0
+    assert len(dq.read_teacher_record(esnli)["trained_on"]["esnli"]) == 8
+    assert dq.main([*tiny, "--datasets", "anli1", "--no-teacher-sees-student", "--teacher-init", str(esnli),
+                    "--teacher-out", str(anli), "--store", str(tmp_path / "s2")]) == 0
+    record = dq.read_teacher_record(anli)
+    assert {d: len(ids) for d, ids in record["trained_on"].items()} == {"esnli": 8, "anli1": 8}
+    assert f"teacher fine-tuned on 8 rows in {anli}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a saved teacher is never written over
+        dq.main([*tiny, "--datasets", "esnli", "--teacher-out", str(esnli), "--store", str(tmp_path / "s3")])
