@@ -186,11 +186,26 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
 
 
 def new_teacher_dir(args, name: str) -> Path:
-    """Where this run saves the teacher it fine-tunes: --teacher-out (checked new at parse time), else a fresh
-    temporary directory, named in the log either way."""
-    if args.teacher_out:
-        return Path(args.teacher_out)
-    return Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
+    """Where this run builds and fine-tunes its teacher: a fresh temporary directory, made beside --teacher-out when
+    that is given, so that keep_teacher can move the finished teacher there in one rename. A crash then never
+    leaves a half-trained teacher (or, with --teacher-init, the untouched starting one) at --teacher-out, for a
+    later --teacher-dir to take as finished."""
+    if not args.teacher_out:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
+    beside = Path(args.teacher_out).absolute().parent
+    beside.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{name}-teacher-partial-", dir=beside)) / "teacher"
+
+
+def keep_teacher(path: Path, args) -> Path:
+    """The fine-tuned, recorded teacher at `path` moved to --teacher-out (checked new at parse time), or left where
+    it is without that flag; its final directory, which the log names."""
+    if not args.teacher_out:
+        return path
+    out = Path(args.teacher_out)
+    path.rename(out)  # same file system: the directory appears whole, or not at all
+    path.parent.rmdir()
+    return out
 
 
 TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the rows and pools that fine-tuned it
@@ -467,6 +482,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                                    word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
         record_teacher(path, name, teacher_rows, pool_flags(name, args),
                        started_from=Path(args.teacher_init) if args.teacher_init else None)
+        path = keep_teacher(path, args)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)
@@ -716,6 +732,7 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
                                batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
                                seed=0, micro_batch=args.teacher_micro_batch)
     record_teacher(path, "svamp", teacher_rows, pool_flags("svamp", args))
+    path = keep_teacher(path, args)
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
         f"({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
@@ -812,8 +829,9 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
                    "(the directory its log names) instead of fine-tuning one")
     p.add_argument("--teacher-out", help="real (one dataset): save the teacher this run fine-tunes in this new "
-                   "directory (default: a temporary one, named in the log), to pass to a later run's --teacher-init "
-                   "or --teacher-dir")
+                   "directory, once trained (default: a temporary one, named in the log), to pass to a later run's "
+                   "--teacher-init or --teacher-dir (classifier teachers; the SVAMP equation writer is saved, but "
+                   "those flags refuse it)")
     p.add_argument("--palm-max-df", type=float, default=0.1,
                    help="real: palm_tag arms (and content_kd's teacher rationales) leave out words in more than "
                    "this fraction of the training inputs")

@@ -197,5 +197,27 @@ def test_teacher_out_saves_the_teacher_where_the_next_runs_teacher_init_takes_it
     record = dq.read_teacher_record(anli)
     assert {d: len(ids) for d, ids in record["trained_on"].items()} == {"esnli": 8, "anli1": 8}
     assert f"teacher fine-tuned on 8 rows in {anli}" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # a saved teacher is never written over
+    with pytest.raises(SystemExit) as exit_:  # a saved teacher is never written over
         dq.main([*tiny, "--datasets", "esnli", "--teacher-out", str(esnli), "--store", str(tmp_path / "s3")])
+    assert exit_.value.code == 2 and f"--teacher-out {esnli} exists" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anli-teacher", "esnli-teacher", "s1", "s2"]  # no leftovers
+
+
+def test_a_teacher_that_fails_to_train_leaves_nothing_at_teacher_out(dq, tmp_path, shared_datasets, monkeypatch):
+    """A crash mid-training must not leave the starting teacher at --teacher-out, where a later --teacher-dir would
+    take it as fine-tuned (its record, copied with it, would not even name this dataset's rows)."""
+    import attribution_worker.tiny_train as tiny_train
+
+    def crash(path, *a, **k):
+        assert (path / "config.json").is_file()  # built (copied from --teacher-init), not yet trained
+        raise RuntimeError("killed mid-training")
+
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    monkeypatch.setattr(tiny_train, "train_tiny_teacher", crash)
+    start = tiny_classifier(tmp_path / "esnli-teacher", NLI)
+    out = tmp_path / "teachers" / "anli1"
+    with pytest.raises(RuntimeError, match="killed mid-training"):
+        dq.main(["--task", "real", "--datasets", "anli1", "--n-train", "10", "--n-val", "10", "--n-test", "10",
+                 "--teacher-train", "8", "--teacher-init", str(start), "--teacher-out", str(out), "--arms", "teacher",
+                 "--store", str(tmp_path / "store")])
+    assert not out.exists()
