@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from storage import Catalog, Store, rationale_table, write_shard  # noqa: E402
+from storage.parquet_io import atomic_dir  # noqa: E402
 from student_trainer import TrainConfig, run_training  # noqa: E402
 from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
@@ -181,31 +182,18 @@ def init_teacher(path: Path, src: Path, labels: list[str] | None) -> Path:
     if found != labels:
         raise ValueError(f"--teacher-init {src}: a {kind} over {found}, but this dataset's teacher is over {labels}; "
                          "start from a teacher of the same label set (e-SNLI for ANLI)")
-    shutil.copytree(src, path)
+    shutil.copytree(src, path, dirs_exist_ok=True)  # `path` may be atomic_dir's new, empty directory
     return path
 
 
 def new_teacher_dir(args, name: str) -> Path:
-    """Where this run builds and fine-tunes its teacher: a fresh temporary directory, made beside --teacher-out when
-    that is given, so that keep_teacher can move the finished teacher there in one rename. A crash then never
-    leaves a half-trained teacher (or, with --teacher-init, the untouched starting one) at --teacher-out, for a
-    later --teacher-dir to take as finished."""
-    if not args.teacher_out:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
-    beside = Path(args.teacher_out).absolute().parent
-    beside.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{name}-teacher-partial-", dir=beside)) / "teacher"
-
-
-def keep_teacher(path: Path, args) -> Path:
-    """The fine-tuned, recorded teacher at `path` moved to --teacher-out (checked new at parse time), or left where
-    it is without that flag; its final directory, which the log names."""
-    if not args.teacher_out:
-        return path
-    out = Path(args.teacher_out)
-    path.rename(out)  # same file system: the directory appears whole, or not at all
-    path.parent.rmdir()
-    return out
+    """Where this run saves the teacher it fine-tunes: --teacher-out (checked new at parse time), else a fresh
+    temporary directory; named in the log either way. The teacher is built there through storage's atomic_dir, so
+    a crash never leaves a half-trained teacher (or, with --teacher-init, the untouched starting one) for a later
+    --teacher-dir to take as finished."""
+    if args.teacher_out:
+        return Path(args.teacher_out)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-teacher-")) / "teacher"
 
 
 TEACHER_RECORD = "salient_teacher.json"  # in a teacher's directory: the rows and pools that fine-tuned it
@@ -470,19 +458,19 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         log(f"  teacher reused from {path}")
     else:
         path = new_teacher_dir(args, name)
-        if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this one
-            init_teacher(path, Path(args.teacher_init), None if mc else labels)
-            log(f"  teacher starts from {args.teacher_init}")
-        else:
-            # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
-            build_classifier_teacher(path, minilm_checkpoint(), None if mc else labels, seed=0)
-        t = time.perf_counter()
-        stats = train_tiny_teacher(path, [teacher_pair(r) for r in teacher_rows],
-                                   steps=args.teacher_steps, batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
-                                   word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
-        record_teacher(path, name, teacher_rows, pool_flags(name, args),
-                       started_from=Path(args.teacher_init) if args.teacher_init else None)
-        path = keep_teacher(path, args)
+        with atomic_dir(path) as tmp:
+            if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this
+                init_teacher(tmp, Path(args.teacher_init), None if mc else labels)
+                log(f"  teacher starts from {args.teacher_init}")
+            else:
+                # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
+                build_classifier_teacher(tmp, minilm_checkpoint(), None if mc else labels, seed=0)
+            t = time.perf_counter()
+            stats = train_tiny_teacher(tmp, [teacher_pair(r) for r in teacher_rows], steps=args.teacher_steps,
+                                       batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
+                                       word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
+            record_teacher(tmp, name, teacher_rows, pool_flags(name, args),
+                           started_from=Path(args.teacher_init) if args.teacher_init else None)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     engines = teacher_engines(path, args, fmt)
@@ -726,13 +714,14 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
         flag = "--teacher-init" if args.teacher_init else "--teacher-dir"
         raise ValueError(f"svamp: {flag} takes a classifier teacher; the equation writer is fine-tuned fresh in each "
                          f"run (use --svamp-task template for a classifier, or drop {flag})")
-    path = build_minilm_encdec(new_teacher_dir(args, "svamp"), args.teacher_layers)
-    t = time.perf_counter()
-    stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                               batch_size=args.teacher_batch or 16, lr=args.teacher_lr, word_dropout=args.word_dropout,
-                               seed=0, micro_batch=args.teacher_micro_batch)
-    record_teacher(path, "svamp", teacher_rows, pool_flags("svamp", args))
-    path = keep_teacher(path, args)
+    path = new_teacher_dir(args, "svamp")
+    with atomic_dir(path) as tmp:
+        build_minilm_encdec(tmp, args.teacher_layers)
+        t = time.perf_counter()
+        stats = train_tiny_teacher(tmp, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
+                                   batch_size=args.teacher_batch or 16, lr=args.teacher_lr,
+                                   word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
+        record_teacher(tmp, "svamp", teacher_rows, pool_flags("svamp", args))
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
         f"({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
@@ -849,6 +838,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     planted = args.task == "planted"
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    args.dataset_names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.skipped = []  # "dataset: arm (why)" for arms a dataset could not train (printed under the table)
     unknown = set(args.arms) - set(ARMS)
     if args.arms != ["teacher"] and unknown:
@@ -856,7 +846,7 @@ def main(argv=None) -> int:
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
     if args.teacher_out:  # where a teacher this run fine-tunes is saved: refused before any work where it cannot be
-        out, n_datasets = args.teacher_out, len([d for d in args.datasets.split(",") if d.strip()])
+        out, n_datasets = args.teacher_out, len(args.dataset_names)
         if planted:
             p.error(f"--teacher-out {out} is for --task real")
         if args.teacher_dir:
@@ -893,7 +883,7 @@ def main(argv=None) -> int:
             log("planted cue task")
             rows += run_planted(args, cat, log)
         else:
-            for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            for name in args.dataset_names:
                 log(f"{name}")
                 rows += run_real(name, args, cat, log)
     print(table(rows))
