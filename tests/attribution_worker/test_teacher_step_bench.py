@@ -45,3 +45,11 @@ def test_teacher_step_benchmark_refuses_sizes_it_cannot_compare(bench, capsys, s
         bench.main(["--micro-batches", *sizes])
     assert exit_.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_teacher_step_benchmark_reads_anli_r1_through_its_ingest_format(bench):
+    """--dataset anli1: the directory is anli1 but its ingest format is anli; every target is one of the labels."""
+    pairs, labels = bench.training_pairs("anli1", 5)
+    assert len(pairs) == 5 and labels == ["entailment", "neutral", "contradiction"]
+    assert all(target in labels for _, target in pairs)
+    assert all("premise:" in text and "hypothesis:" in text for text, _ in pairs)
