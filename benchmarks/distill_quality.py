@@ -35,11 +35,14 @@ thought projected onto the input's content words: the like-for-like PaLM compari
 rationales; see palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rationale words in the question
 plus the words of the teacher's answer, or of the gold answer as a control, + KD; see with_answer_units; on SVAMP
 templates, the names and numbers of the quantities the answer's template uses, with_quantity_units).
-Prints one Markdown table per task (accuracy mean +- std over seeds); --json writes the rows.
+Prints one Markdown table per task (accuracy mean +- std over seeds), then where this run's wall time went (per
+dataset: reading the files, teacher fine-tuning, attribution, each arm, total); --json writes the rows, each arm's
+and the fine-tuned teacher's with its wall `seconds`.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -334,6 +337,30 @@ ANSWER_TAG_ARMS = {"answer_tag_kd": "anstag", "gold_tag_kd": "goldtag"}  # arm -
 KD_ARMS = ("kd", "rationale_kd", "content_kd", "fraction_kd", "soft_kd", "palm_tag_kd", *ANSWER_TAG_ARMS)  # arms that read the teacher's distribution
 
 
+@contextlib.contextmanager
+def timed(args, dataset: str, stage: str):
+    """Record the wall seconds of one stage of a run (data, teacher, attribution, an arm, total) in args.timings,
+    printed under the table as "where the time went"; a stage that raises records nothing."""
+    t = time.perf_counter()
+    yield
+    args.timings.append({"dataset": dataset, "stage": stage, "seconds": time.perf_counter() - t})
+
+
+TEACHER_STAGE = "teacher (built, fine-tuned, saved)"
+
+
+def time_table(timings: list[dict]) -> str:
+    """The stages in the order they ran; before each dataset's total, the time between its stages (models loaded,
+    pools carved, the PaLM rationales read), so the column adds up to the total."""
+    lines = ["where the time went (wall seconds, this run):", "| dataset | stage | seconds |", "|---|---|---|"]
+    for t in timings:
+        if t["stage"] == "total":
+            staged = sum(u["seconds"] for u in timings if u["dataset"] == t["dataset"] and u["stage"] != "total")
+            lines.append(f"| {t['dataset']} | between the stages | {max(t['seconds'] - staged, 0.0):.0f} |")
+        lines.append(f"| {t['dataset']} | {t['stage']} | {t['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
     """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint.
 
@@ -375,12 +402,15 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "gold_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-goldtag"),
                         f"teacher rationales + the words of the gold answer (control), + KD (a={a}, w={w})"),
     }
-    out, metrics = [], {}
+    out, metrics, seconds = [], {}, {}  # seconds: arm -> its wall time (the plain baseline inside `rationale`: none)
     for arm, (over, label) in plans.items():
         if arm not in args.arms or any(s.startswith(f"{name}: {arm} ") for s in args.skipped):
             continue
         t = time.perf_counter()
-        res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
+        stage = "arm rationale (and its plain baseline)" if arm == "rationale" and over.get("compare_baseline") else f"arm {arm}"
+        with timed(args, name, stage):
+            res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
+        seconds[arm] = args.timings[-1]["seconds"]
         log(f"  {arm}: {time.perf_counter() - t:.0f} s")
         m = res["metrics"]
         metrics[arm] = m
@@ -388,13 +418,19 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
             out.append(("plain", "plain fine-tuning (same student, a=1)", m["variants"]["baseline"]))
         out.append((arm, label, m["variants"]["student"]))
     if "plain" in args.arms and "rationale" not in args.arms:
-        res = run_training(cat, TrainConfig(dataset=name, label_weight=1.0, **common), promote=False)
+        t = time.perf_counter()
+        with timed(args, name, "arm plain"):
+            res = run_training(cat, TrainConfig(dataset=name, label_weight=1.0, **common), promote=False)
+        seconds["plain"] = args.timings[-1]["seconds"]
+        log(f"  plain: {time.perf_counter() - t:.0f} s")
         metrics["plain"] = res["metrics"]
         out.insert(0, ("plain", "plain fine-tuning (same student, a=1)", res["metrics"]["variants"]["student"]))
     if palm and "palm" in args.arms:
         t = time.perf_counter()
         gen = dict(common, student="encdec", label_weight=a, choice_scoring="pairs")
-        res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
+        with timed(args, name, "arm palm (encdec)"):
+            res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
+        seconds["palm"] = args.timings[-1]["seconds"]
         log(f"  palm (encdec): {time.perf_counter() - t:.0f} s")
         out.append(("palm", f"encdec (BERT2BERT), PaLM CoT rationales (a={a})", res["metrics"]["variants"]["student"]))
     plain = next((v for arm, _, v in out if arm == "plain"), None)
@@ -409,10 +445,12 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
                       "values": diffs}
         rows.append({"dataset": name, "student": label, "test_mean": test["mean"], "test_std": test["std"],
                      "per_seed": test["values"], "val_mean": v["val_accuracy"]["mean"], "paired": paired,
-                     "best_steps": [r["best_step"] for r in v["per_seed"]]})
+                     "best_steps": [r["best_step"] for r in v["per_seed"]], "seconds": seconds.get(arm)})
     teacher = next(iter(metrics.values()))["teacher"] if metrics else {}
+    fine_tuned = [t["seconds"] for t in args.timings if t["dataset"] == name and t["stage"] == TEACHER_STAGE]
     rows.append({"dataset": name, "student": "teacher", "test_mean": teacher.get("test_accuracy"), "test_std": None,
-                 "per_seed": [], "val_mean": teacher.get("val_accuracy"), "paired": None, "best_steps": []})
+                 "per_seed": [], "val_mean": teacher.get("val_accuracy"), "paired": None, "best_steps": [],
+                 "seconds": fine_tuned[-1] if fine_tuned else None})
     return rows
 
 
@@ -421,7 +459,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     from storage.ingest import IngestOptions, prepare
 
     fmt, (train_split, test_split), labels = REAL[name]
-    parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / name, IngestOptions(format=fmt))}
+    with timed(args, name, "data (read the dataset files)"):
+        parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / name, IngestOptions(format=fmt))}
     template = name == "svamp" and args.svamp_task == "template"
     if template:  # SVAMP as classification over equation templates: the classifier path below, like NLI
         parts = {train_split: svamp_templates(parts[train_split], "train", log),
@@ -458,7 +497,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         log(f"  teacher reused from {path}")
     else:
         path = new_teacher_dir(args, name)
-        with atomic_dir(path) as tmp:
+        with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
             if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this
                 init_teacher(tmp, Path(args.teacher_init), None if mc else labels)
                 log(f"  teacher starts from {args.teacher_init}")
@@ -473,26 +512,27 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                            started_from=Path(args.teacher_init) if args.teacher_init else None)
         log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
-    engines = teacher_engines(path, args, fmt)
-    rows = {}
-    for s, exs in splits.items():
-        ex_in = [{**e, "target": teacher_target(e), "choices": list(e["choices"]) if mc else None} for e in exs]
-        out = attribute(engines[s], ex_in, log)
-        probs = [None] * len(exs) if mc else teacher_distribution(path, [e["input"] for e in exs])
-        for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
-            if letter and r.get("teacher_output") in labels:
-                r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
-            r["target_text"] = e["target"]
-            r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
-            if r.get("answer_probs") is None and p is not None:  # engine before schema v3: the same teacher's softmax, computed here
-                r["answer_probs"] = [float(x) for x in p]
-            if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
-                r["answer_choices"] = list(e["choices"])
-                r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
-            elif not r.get("answer_choices"):
-                r["answer_choices"] = list(labels)
-        rows[s] = out
-    palm = write_datasets(cat, name, rows, splits, args, log)
+    with timed(args, name, "attribution (rows written to the store)"):
+        engines = teacher_engines(path, args, fmt)
+        rows = {}
+        for s, exs in splits.items():
+            ex_in = [{**e, "target": teacher_target(e), "choices": list(e["choices"]) if mc else None} for e in exs]
+            out = attribute(engines[s], ex_in, log)
+            probs = [None] * len(exs) if mc else teacher_distribution(path, [e["input"] for e in exs])
+            for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
+                if letter and r.get("teacher_output") in labels:
+                    r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
+                r["target_text"] = e["target"]
+                r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
+                if r.get("answer_probs") is None and p is not None:  # engine before schema v3: the same teacher's softmax, computed here
+                    r["answer_probs"] = [float(x) for x in p]
+                if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
+                    r["answer_choices"] = list(e["choices"])
+                    r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
+                elif not r.get("answer_choices"):
+                    r["answer_choices"] = list(labels)
+            rows[s] = out
+        palm = write_datasets(cat, name, rows, splits, args, log)
     if args.arms == ["teacher"]:
         return [teacher_only(name, rows)]
     return train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
@@ -715,7 +755,7 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
         raise ValueError(f"svamp: {flag} takes a classifier teacher; the equation writer is fine-tuned fresh in each "
                          f"run (use --svamp-task template for a classifier, or drop {flag})")
     path = new_teacher_dir(args, "svamp")
-    with atomic_dir(path) as tmp:
+    with timed(args, "svamp", TEACHER_STAGE), atomic_dir(path) as tmp:
         build_minilm_encdec(tmp, args.teacher_layers)
         t = time.perf_counter()
         stats = train_tiny_teacher(tmp, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
@@ -725,16 +765,17 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
         f"({time.perf_counter() - t:.0f} s)")
     splits = {"train": student_pool, "valid": val_pool, "test": test}
-    engines = teacher_engines(path, args, "svamp")
-    rows = {}
-    for s, exs in splits.items():
-        out = attribute(engines[s], [{**e, "choices": None} for e in exs], log)
-        for r, e in zip(out, exs):
-            r["target_text"] = e["target"]
-            r["teacher_correct"] = equation_match(r["teacher_output"], e["target"]) if r.get("teacher_output") else None
-        rows[s] = out
-        log(f"  {s}: teacher equation accuracy {sum(bool(r['teacher_correct']) for r in out) / max(1, len(out)):.3f}")
-    palm = write_datasets(cat, "svamp", rows, splits, args, log)
+    with timed(args, "svamp", "attribution (rows written to the store)"):
+        engines = teacher_engines(path, args, "svamp")
+        rows = {}
+        for s, exs in splits.items():
+            out = attribute(engines[s], [{**e, "choices": None} for e in exs], log)
+            for r, e in zip(out, exs):
+                r["target_text"] = e["target"]
+                r["teacher_correct"] = equation_match(r["teacher_output"], e["target"]) if r.get("teacher_output") else None
+            rows[s] = out
+            log(f"  {s}: teacher equation accuracy {sum(bool(r['teacher_correct']) for r in out) / max(1, len(out)):.3f}")
+        palm = write_datasets(cat, "svamp", rows, splits, args, log)
     return train_arms(cat, "svamp", args, palm=palm, log=log, student="encdec")
 
 
@@ -840,6 +881,7 @@ def main(argv=None) -> int:
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.dataset_names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.skipped = []  # "dataset: arm (why)" for arms a dataset could not train (printed under the table)
+    args.timings = []  # {"dataset", "stage", "seconds"} per stage (printed under the table; in --json's rows)
     unknown = set(args.arms) - set(ARMS)
     if args.arms != ["teacher"] and unknown:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
@@ -881,14 +923,18 @@ def main(argv=None) -> int:
     with Catalog.open(Store.open(root)) as cat:
         if planted:
             log("planted cue task")
-            rows += run_planted(args, cat, log)
+            with timed(args, "planted", "total"):
+                rows += run_planted(args, cat, log)
         else:
             for name in args.dataset_names:
                 log(f"{name}")
-                rows += run_real(name, args, cat, log)
+                with timed(args, name, "total"):
+                    rows += run_real(name, args, cat, log)
     print(table(rows))
     for line in args.skipped:
         print(f"skipped: {line}")
+    if args.timings:
+        print("\n" + time_table(args.timings))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
