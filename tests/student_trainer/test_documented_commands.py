@@ -1,6 +1,6 @@
 """Every `benchmarks/distill_quality.py` command in docs/trainer.md (where the benchmark's recipes are; the README
-names them inline) still gets through the benchmark's
-argument parsing and checks, so a renamed or removed flag cannot leave a documented recipe that no longer runs.
+names them inline) still gets through the benchmark's argument parsing and checks, so a renamed or removed flag
+cannot leave a documented recipe that no longer runs.
 
 Each command runs `main` up to the point where the store would open (patched to stop there): argparse, the
 cross-flag checks (`--teacher-out`, `--teacher-dir` with `--teacher-init`, arm names, sizes) all run for real.
@@ -9,15 +9,11 @@ documented `--teacher-out salient-data/teachers/...` paths do not exist yet, as 
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks" / "distill_quality.py"
 DOC = ROOT / "docs" / "trainer.md"
 TARGET_BLOCK = "**The commands behind each dataset's target row, from nothing.**"
 
@@ -38,27 +34,19 @@ def commands(text: str) -> list[list[str]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("distill_quality_docs", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_documented_distill_quality_command_parses(bench, monkeypatch, tmp_path):
+def test_every_documented_distill_quality_command_parses(dq, monkeypatch, tmp_path):
     def stop(*_a, **_k):
         raise Stopped
 
-    monkeypatch.setattr(bench.Store, "open", stop)
-    monkeypatch.setattr(bench.torch, "set_num_threads", lambda n: None)  # --threads: not this process's business
+    monkeypatch.setattr(dq.Store, "open", stop)
+    monkeypatch.setattr(dq.torch, "set_num_threads", lambda n: None)  # --threads: not this process's business
     monkeypatch.chdir(tmp_path)
     found = commands(DOC.read_text())
     assert len(found) >= 40, f"{DOC.name}: {len(found)} distill_quality.py commands found; the parser lost them"
     refused = []
     for argv in found:
         try:
-            bench.main(argv)
+            dq.main(argv)
         except Stopped:
             continue
         except SystemExit as exc:  # argparse's p.error: exit code 2
