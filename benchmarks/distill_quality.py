@@ -35,9 +35,9 @@ thought projected onto the input's content words: the like-for-like PaLM compari
 rationales; see palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rationale words in the question
 plus the words of the teacher's answer, or of the gold answer as a control, + KD; see with_answer_units; on SVAMP
 templates, the names and numbers of the quantities the answer's template uses, with_quantity_units).
-Prints one Markdown table per task (accuracy mean +- std over seeds), then where this run's wall time went (per
-dataset: reading the files, teacher fine-tuning, attribution, each arm, total); --json writes the rows, each arm's
-and the fine-tuned teacher's with its wall `seconds`.
+Prints one Markdown table per task (accuracy mean +- std over seeds), then where this run's wall time went (real
+data, per dataset: reading the files, the teacher, attribution, each arm, the time between, total; planted: the
+total); --json writes the rows, and with --task real each arm's and the teacher's carry their wall `seconds`.
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def train_variants(cat, dataset: str, args, *, oracle_dataset: str | None, oracl
                   eval_every=args.eval_every, checkpoint_every=max(args.steps, 1), label_weight=args.label_weight,
                   max_input_tokens=args.max_input_tokens, max_target_tokens=args.max_target_tokens,
                   tokenizer=args.tokenizer, progress=False, threads=args.threads, warmup_steps=args.warmup_steps,
-                  extra={"benchmark": "distill_quality", "args": {k: v for k, v in vars(args).items() if k != "func"}})
+                  extra={"benchmark": "distill_quality", "args": stored_args(args)})
     results = []
     t = time.perf_counter()
     res = run_training(cat, TrainConfig(dataset=dataset, compare_baseline=True, **common), promote=False)
@@ -340,24 +340,34 @@ KD_ARMS = ("kd", "rationale_kd", "content_kd", "fraction_kd", "soft_kd", "palm_t
 @contextlib.contextmanager
 def timed(args, dataset: str, stage: str):
     """Record the wall seconds of one stage of a run (data, teacher, attribution, an arm, total) in args.timings,
-    printed under the table as "where the time went"; a stage that raises records nothing."""
+    printed under the table as "where the time went"; a stage that raises records nothing. Yields the record,
+    whose `seconds` is set when the stage ends."""
+    record = {"dataset": dataset, "stage": stage, "seconds": None}
     t = time.perf_counter()
-    yield
-    args.timings.append({"dataset": dataset, "stage": stage, "seconds": time.perf_counter() - t})
+    yield record
+    record["seconds"] = time.perf_counter() - t
+    args.timings.append(record)
+
+
+def stored_args(args) -> dict:
+    """The run's flags as each student run's config keeps them (`extra`): not the timings so far."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "timings")}
 
 
 TEACHER_STAGE = "teacher (built, fine-tuned, saved)"
 
 
 def time_table(timings: list[dict]) -> str:
-    """The stages in the order they ran; before each dataset's total, the time between its stages (models loaded,
-    pools carved, the PaLM rationales read), so the column adds up to the total."""
+    """The stages in the order they ran, in whole seconds; before a dataset's total, where it has stages, the time
+    between them (pools carved, SVAMP templates found, a reused teacher's record checked, the arms' rows
+    assembled), taken as the rounded total less the rounded stages, so the printed column adds up to the total."""
     lines = ["where the time went (wall seconds, this run):", "| dataset | stage | seconds |", "|---|---|---|"]
     for t in timings:
         if t["stage"] == "total":
-            staged = sum(u["seconds"] for u in timings if u["dataset"] == t["dataset"] and u["stage"] != "total")
-            lines.append(f"| {t['dataset']} | between the stages | {max(t['seconds'] - staged, 0.0):.0f} |")
-        lines.append(f"| {t['dataset']} | {t['stage']} | {t['seconds']:.0f} |")
+            staged = [round(u["seconds"]) for u in timings if u["dataset"] == t["dataset"] and u["stage"] != "total"]
+            if staged:
+                lines.append(f"| {t['dataset']} | between the stages | {max(round(t['seconds']) - sum(staged), 0)} |")
+        lines.append(f"| {t['dataset']} | {t['stage']} | {round(t['seconds'])} |")
     return "\n".join(lines)
 
 
@@ -372,7 +382,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
                   checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
                   choice_scoring=args.choice_scoring if student == "extractive" else "pairs",
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
-                  extra={"benchmark": "distill_quality", "args": {k: v for k, v in vars(args).items() if k != "func"}})
+                  extra={"benchmark": "distill_quality", "args": stored_args(args)})
     a, w = args.label_weight, args.kd_weight
     plans = {  # arm -> (TrainConfig overrides, row label)
         "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"{student}, teacher rationales (a={a})"),
@@ -402,36 +412,36 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         "gold_tag_kd": (dict(label_weight=a, kd_weight=w, dataset=f"{name}-goldtag"),
                         f"teacher rationales + the words of the gold answer (control), + KD (a={a}, w={w})"),
     }
-    out, metrics, seconds = [], {}, {}  # seconds: arm -> its wall time (the plain baseline inside `rationale`: none)
+    out, metrics, seconds = [], {}, {}  # seconds: arm -> its wall time
     for arm, (over, label) in plans.items():
         if arm not in args.arms or any(s.startswith(f"{name}: {arm} ") for s in args.skipped):
             continue
-        t = time.perf_counter()
         stage = "arm rationale (and its plain baseline)" if arm == "rationale" and over.get("compare_baseline") else f"arm {arm}"
-        with timed(args, name, stage):
+        with timed(args, name, stage) as spent:
             res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
-        seconds[arm] = args.timings[-1]["seconds"]
-        log(f"  {arm}: {time.perf_counter() - t:.0f} s")
+        seconds[arm] = spent["seconds"]
+        log(f"  {arm}: {spent['seconds']:.0f} s")
         m = res["metrics"]
         metrics[arm] = m
         if arm == "rationale" and "baseline" in m["variants"]:
             out.append(("plain", "plain fine-tuning (same student, a=1)", m["variants"]["baseline"]))
+            # one run trained both: plain gets its own fits' seconds, the rationale arm the rest of the run
+            seconds["plain"] = sum(r["seconds"] for r in m["variants"]["baseline"]["per_seed"])
+            seconds[arm] -= seconds["plain"]
         out.append((arm, label, m["variants"]["student"]))
     if "plain" in args.arms and "rationale" not in args.arms:
-        t = time.perf_counter()
-        with timed(args, name, "arm plain"):
+        with timed(args, name, "arm plain") as spent:
             res = run_training(cat, TrainConfig(dataset=name, label_weight=1.0, **common), promote=False)
-        seconds["plain"] = args.timings[-1]["seconds"]
-        log(f"  plain: {time.perf_counter() - t:.0f} s")
+        seconds["plain"] = spent["seconds"]
+        log(f"  plain: {spent['seconds']:.0f} s")
         metrics["plain"] = res["metrics"]
         out.insert(0, ("plain", "plain fine-tuning (same student, a=1)", res["metrics"]["variants"]["student"]))
     if palm and "palm" in args.arms:
-        t = time.perf_counter()
         gen = dict(common, student="encdec", label_weight=a, choice_scoring="pairs")
-        with timed(args, name, "arm palm (encdec)"):
+        with timed(args, name, "arm palm (encdec)") as spent:
             res = run_training(cat, TrainConfig(dataset=f"{name}-palm", **gen), promote=False)
-        seconds["palm"] = args.timings[-1]["seconds"]
-        log(f"  palm (encdec): {time.perf_counter() - t:.0f} s")
+        seconds["palm"] = spent["seconds"]
+        log(f"  palm (encdec): {spent['seconds']:.0f} s")
         out.append(("palm", f"encdec (BERT2BERT), PaLM CoT rationales (a={a})", res["metrics"]["variants"]["student"]))
     plain = next((v for arm, _, v in out if arm == "plain"), None)
     rows = []
@@ -447,10 +457,9 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
                      "per_seed": test["values"], "val_mean": v["val_accuracy"]["mean"], "paired": paired,
                      "best_steps": [r["best_step"] for r in v["per_seed"]], "seconds": seconds.get(arm)})
     teacher = next(iter(metrics.values()))["teacher"] if metrics else {}
-    fine_tuned = [t["seconds"] for t in args.timings if t["dataset"] == name and t["stage"] == TEACHER_STAGE]
     rows.append({"dataset": name, "student": "teacher", "test_mean": teacher.get("test_accuracy"), "test_std": None,
                  "per_seed": [], "val_mean": teacher.get("val_accuracy"), "paired": None, "best_steps": [],
-                 "seconds": fine_tuned[-1] if fine_tuned else None})
+                 "seconds": teacher_seconds(args, name)})
     return rows
 
 
@@ -534,7 +543,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             rows[s] = out
         palm = write_datasets(cat, name, rows, splits, args, log)
     if args.arms == ["teacher"]:
-        return [teacher_only(name, rows)]
+        return [{**teacher_only(name, rows), "seconds": teacher_seconds(args, name)}]
     return train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
 
 
@@ -554,6 +563,12 @@ def svamp_templates(rows: list[dict], split: str, log) -> list[dict]:
     log(f"  svamp {split}: {found} of {len(rows)} problems have a template"
         + ("" if split == "test" else f"; {len(rows) - found} dropped"))
     return out
+
+
+def teacher_seconds(args, name: str) -> float | None:
+    """The wall seconds this run spent building, fine-tuning and saving the dataset's teacher (None: reused)."""
+    spent = [t["seconds"] for t in args.timings if t["dataset"] == name and t["stage"] == TEACHER_STAGE]
+    return spent[-1] if spent else None
 
 
 def teacher_only(name: str, rows: dict) -> dict:

