@@ -416,7 +416,8 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
     for arm, (over, label) in plans.items():
         if arm not in args.arms or any(s.startswith(f"{name}: {arm} ") for s in args.skipped):
             continue
-        stage = "arm rationale (and its plain baseline)" if arm == "rationale" and over.get("compare_baseline") else f"arm {arm}"
+        with_plain = arm == "rationale" and over.get("compare_baseline")  # one run trains plain too
+        stage = f"arm {arm}" + (" (and its plain baseline)" if with_plain else "")
         with timed(args, name, stage) as spent:
             res = run_training(cat, TrainConfig(**{"dataset": name, **common, **over}), promote=False)
         seconds[arm] = spent["seconds"]
