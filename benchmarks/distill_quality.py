@@ -358,16 +358,25 @@ TEACHER_STAGE = "teacher (built, fine-tuned, saved)"
 
 
 def time_table(timings: list[dict]) -> str:
-    """The stages in the order they ran, in whole seconds; before a dataset's total, where it has stages, the time
-    between them (pools carved, SVAMP templates found, a reused teacher's record checked, the arms' rows
-    assembled), taken as the rounded total less the rounded stages, so the printed column adds up to the total."""
+    """Per dataset, its stages in the order they ran, then the time between them (pools carved, SVAMP templates
+    found, a reused teacher's record checked, the arms' rows assembled: the total less the stages), then the
+    total. Whole seconds, rounded on the running sum, so each dataset's column adds up to its total exactly."""
     lines = ["where the time went (wall seconds, this run):", "| dataset | stage | seconds |", "|---|---|---|"]
+    by_dataset: dict[str, list[dict]] = {}
     for t in timings:
-        if t["stage"] == "total":
-            staged = [round(u["seconds"]) for u in timings if u["dataset"] == t["dataset"] and u["stage"] != "total"]
-            if staged:
-                lines.append(f"| {t['dataset']} | between the stages | {max(round(t['seconds']) - sum(staged), 0)} |")
-        lines.append(f"| {t['dataset']} | {t['stage']} | {round(t['seconds'])} |")
+        by_dataset.setdefault(t["dataset"], []).append(t)
+    for dataset, ts in by_dataset.items():
+        stages = [(t["stage"], t["seconds"]) for t in ts if t["stage"] != "total"]
+        total = next((t["seconds"] for t in ts if t["stage"] == "total"), None)
+        if total is not None and stages:
+            stages.append(("between the stages", max(total - sum(sec for _, sec in stages), 0.0)))
+        running, shown = 0.0, 0
+        for stage, sec in stages:
+            running += sec
+            lines.append(f"| {dataset} | {stage} | {round(running) - shown} |")
+            shown = round(running)
+        if total is not None:
+            lines.append(f"| {dataset} | total | {round(total)} |")
     return "\n".join(lines)
 
 

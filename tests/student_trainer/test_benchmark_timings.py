@@ -20,6 +20,11 @@ def test_the_time_table_adds_up_to_each_total_in_whole_seconds(dq):
     assert esnli == {"data (read the dataset files)": 1, dq.TEACHER_STAGE: 3, "arm plain": 4,
                      "between the stages": 2, "total": 10}
     assert stages_of(dq.time_table(timings), "planted") == {"total": 7}  # no stages: no "between" row
+    # rounding each stage alone would print 1 + 1 + 1 (+ 0 between) against a total of 2; on the running sum
+    # they add up
+    arms = [{"dataset": "svamp", "stage": f"arm {i}", "seconds": 0.6} for i in range(3)]
+    svamp = stages_of(dq.time_table([*arms, {"dataset": "svamp", "stage": "total", "seconds": 1.9}]), "svamp")
+    assert sum(v for k, v in svamp.items() if k != "total") == svamp["total"] == 2
 
 
 def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_the_json(dq, tmp_path, shared_datasets,
