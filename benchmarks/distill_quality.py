@@ -433,7 +433,7 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
         log(f"  {arm}: {spent['seconds']:.0f} s")
         m = res["metrics"]
         metrics[arm] = m
-        if arm == "rationale" and "baseline" in m["variants"]:
+        if with_plain:
             out.append(("plain", "plain fine-tuning (same student, a=1)", m["variants"]["baseline"]))
             # one run trained both: plain gets its own fits' seconds, the rationale arm the rest of the run
             seconds["plain"] = sum(r["seconds"] for r in m["variants"]["baseline"]["per_seed"])

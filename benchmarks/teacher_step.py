@@ -35,7 +35,6 @@ from student_trainer.compare import minilm_checkpoint  # noqa: E402
 
 SHARED = Path(os.environ.get("SALIENT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 LABELS = {"esnli": ["contradiction", "entailment", "neutral"], "anli1": ["entailment", "neutral", "contradiction"]}
-FORMATS = {"cqa": "cqa", "esnli": "esnli", "anli1": "anli"}  # the ingest format of each dataset directory
 
 
 def training_pairs(dataset: str, n: int) -> tuple[list[tuple], list[str] | None]:
@@ -43,7 +42,8 @@ def training_pairs(dataset: str, n: int) -> tuple[list[tuple], list[str] | None]
     train file here) as train_tiny_teacher pairs, and the label set (None: multiple choice)."""
     if not (SHARED / dataset).is_dir():
         raise SystemExit(f"{SHARED / dataset}: not found; this benchmark reads ../shared/datasets beside the repo")
-    parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / dataset, IngestOptions(format=FORMATS[dataset]))}
+    # format auto: ingest tells the DSS format from the files (anli1/ holds the anli format's anli1_*.json)
+    parts = {p.split: p.table.to_pylist() for p in prepare(SHARED / dataset, IngestOptions())}
     rows = (parts.get("train") or parts["valid"])[:n]
     if dataset == "cqa":
         return [(r["input"], r["target"], list(r["choices"])) for r in rows], None

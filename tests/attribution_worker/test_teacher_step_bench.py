@@ -48,7 +48,7 @@ def test_teacher_step_benchmark_refuses_sizes_it_cannot_compare(bench, capsys, s
 
 
 def test_teacher_step_benchmark_reads_anli_r1_through_its_ingest_format(bench):
-    """--dataset anli1: the directory is anli1 but its ingest format is anli; every target is one of the labels."""
+    """--dataset anli1: ingest detects the anli format of the anli1 directory; every target is one of the labels."""
     pairs, labels = bench.training_pairs("anli1", 5)
     assert len(pairs) == 5 and labels == ["entailment", "neutral", "contradiction"]
     assert all(target in labels for _, target in pairs)
