@@ -238,6 +238,9 @@ def read_teacher_record(path: Path) -> dict | None:
 
 def pool_flags(name: str, args) -> dict:
     """The flags that carve a real dataset's pools and pick the teacher's rows, as a teacher's record keeps them."""
+    if args.teacher_folds > 1:  # the folds pick each teacher's student rows
+        return {"teacher_train": args.teacher_train, "n_train": args.n_train, "n_val": args.n_val,
+                "teacher_folds": args.teacher_folds}
     return {"teacher_train": args.teacher_train, "n_train": args.n_train, "n_val": args.n_val,
             "teacher_sees_student": teacher_sees_student(name, args)}
 
@@ -249,11 +252,12 @@ def as_flags(run: dict) -> str:
 
 
 def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[dict]], sees_student: bool,
-                       log) -> None:
+                       log, *, fold: int | None = None) -> None:
     """Refuse a teacher from an earlier run (--teacher-dir, --teacher-init) that was fine-tuned on this run's
     validation or test rows, or on its student rows unless the teacher may see them (--teacher-sees-student): a
     run with other pool sizes carves other pools from the same file, and nothing else would show it but every
-    arm distilling a teacher that has seen its answers."""
+    arm distilling a teacher that has seen its answers. `fold`: `path` is that fold's teacher of a --teacher-folds
+    directory, and `pools["student"]` its own fold, which it must not have seen."""
     record = read_teacher_record(path)
     if record is None:
         log(f"  {flag} {path} has no {TEACHER_RECORD} (saved by an older version of this benchmark, or not by it): "
@@ -273,8 +277,9 @@ def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[d
             f"{flag} {path}: that teacher was fine-tuned on {where} of this {name} run: it trained on {len(seen)} "
             f"{name} rows, carved by {runs or 'pools it did not record'}, and other pool sizes carve other pools "
             "from the same file. Every arm would distil a teacher that has seen them. Pass the same pool sizes"
-            + (", or --teacher-sees-student where the teacher may have seen the student's rows" if "student" in clash
-               else "")
+            + ("" if "student" not in clash else
+               f" and --teacher-folds (fold {fold}'s teacher must never have seen fold {fold}'s rows)" if fold is not None
+               else ", or --teacher-sees-student where the teacher may have seen the student's rows")
             + f", or drop {flag} to fine-tune a new teacher")
 
 
@@ -507,37 +512,54 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     def teacher_pair(r):
         return (r["input"], r["target"], list(r["choices"])) if mc else (r["input"], teacher_target(r))
 
-    pools = {"student": student_pool, "validation": val_pool, "test": test}
+    folds = student_folds(student_pool, args.teacher_folds, name)
+    if len(folds) > 1:  # fold k's teacher trains on every student row but fold k's, and answers fold k
+        fold_rows = [teacher_pool + [r for j, f in enumerate(folds) if j != k for r in f] for k in range(len(folds))]
+    else:
+        fold_rows = [teacher_rows]
     for flag, earlier in (("--teacher-dir", args.teacher_dir), ("--teacher-init", args.teacher_init)):
-        if earlier:  # checked before any of the teacher's or students' minutes are spent
-            check_teacher_rows(flag, Path(earlier), name, pools, teacher_sees_student(name, args), log)
+        if not earlier:
+            continue  # checked before any of the teacher's or students' minutes are spent
+        if len(folds) > 1 and flag == "--teacher-dir":  # each fold's teacher must not have seen its own fold
+            for k, (path, fold) in enumerate(zip(fold_dirs(Path(earlier), len(folds), flag), folds)):
+                check_teacher_rows(flag, path, name, {"student": fold, "validation": val_pool, "test": test}, False,
+                                   log, fold=k)
+        else:
+            check_teacher_rows(flag, Path(earlier), name, {"student": student_pool, "validation": val_pool, "test": test},
+                               teacher_sees_student(name, args) and len(folds) == 1, log)
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
         path = Path(args.teacher_dir)
+        paths = fold_dirs(path, len(folds), "--teacher-dir") if len(folds) > 1 else [path]
         log(f"  teacher reused from {path}")
     else:
         path = new_teacher_dir(args, name)
         with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
-            if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this
-                init_teacher(tmp, Path(args.teacher_init), None if mc else labels)
-                log(f"  teacher starts from {args.teacher_init}")
-            else:
-                # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
-                build_classifier_teacher(tmp, minilm_checkpoint(), None if mc else labels, seed=0)
-            t = time.perf_counter()
-            stats = train_tiny_teacher(tmp, [teacher_pair(r) for r in teacher_rows], steps=args.teacher_steps,
-                                       batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
-                                       word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
-            record_teacher(tmp, name, teacher_rows, pool_flags(name, args),
-                           started_from=Path(args.teacher_init) if args.teacher_init else None)
-        log(f"  teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} ({time.perf_counter() - t:.0f} s)")
+            for k, trows in enumerate(fold_rows):
+                where = tmp / f"fold-{k}" if len(folds) > 1 else tmp
+                if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this
+                    init_teacher(where, Path(args.teacher_init), None if mc else labels)
+                    log(f"  teacher starts from {args.teacher_init}")
+                else:
+                    # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
+                    build_classifier_teacher(where, minilm_checkpoint(), None if mc else labels, seed=0)
+                t = time.perf_counter()
+                stats = train_tiny_teacher(where, [teacher_pair(r) for r in trows], steps=args.teacher_steps,
+                                           batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
+                                           word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
+                record_teacher(where, name, trows, pool_flags(name, args),
+                               started_from=Path(args.teacher_init) if args.teacher_init else None)
+                shown = path / f"fold-{k}" if len(folds) > 1 else path
+                log(f"  teacher fine-tuned on {len(trows)} rows in {shown}: {stats} ({time.perf_counter() - t:.0f} s)"
+                    + (f"; it answers fold {k}'s {len(folds[k])} student rows" if len(folds) > 1 else ""))
+        paths = fold_dirs(path, len(folds), "--teacher-out") if len(folds) > 1 else [path]
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     with timed(args, name, "attribution (rows written to the store)"):
-        engines = teacher_engines(path, args, fmt)
-        rows = {}
-        for s, exs in splits.items():
+        engines = [teacher_engines(p, args, fmt) for p in paths]
+
+        def answer(k: int, s: str, exs: list[dict]) -> list[dict]:
             ex_in = [{**e, "target": teacher_target(e), "choices": list(e["choices"]) if mc else None} for e in exs]
-            out = attribute(engines[s], ex_in, log)
-            probs = [None] * len(exs) if mc else teacher_distribution(path, [e["input"] for e in exs])
+            out = attribute(engines[k][s], ex_in, log)
+            probs = [None] * len(exs) if mc else teacher_distribution(paths[k], [e["input"] for e in exs])
             for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
                 if letter and r.get("teacher_output") in labels:
                     r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
@@ -550,11 +572,65 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                     r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
                 elif not r.get("answer_choices"):
                     r["answer_choices"] = list(labels)
-            rows[s] = out
+            return out
+
+        # each training row answered by the teacher that never saw it (one teacher: by it); validation and test by
+        # fold 0's teacher, and every other fold's teacher scored on them for the report
+        rows = {"train": [r for k, fold in enumerate(folds) for r in answer(k, "train", fold)],
+                "valid": answer(0, "valid", val_pool), "test": answer(0, "test", test)}
+        accuracy = [fold_accuracy(rows)] + [fold_accuracy({s: answer(k, s, splits[s]) for s in ("valid", "test")})
+                                            for k in range(1, len(folds))]
+        if len(folds) > 1:
+            log(f"  fold teachers' test accuracy: {', '.join(f'{a[1]:.3f}' for a in accuracy)}; validation: "
+                f"{', '.join(f'{a[0]:.3f}' for a in accuracy)}")
         palm = write_datasets(cat, name, rows, splits, args, log)
     if args.arms == ["teacher"]:
-        return [{**teacher_only(name, rows), "seconds": teacher_seconds(args, name)}]
-    return train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
+        out = [{**teacher_only(name, rows), "seconds": teacher_seconds(args, name)}]
+    else:
+        out = train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
+    return [with_fold_teachers(r, accuracy) if r["student"] == "teacher" else r for r in out]
+
+
+def student_folds(pool: list[dict], k: int, name: str) -> list[list[dict]]:
+    """The student pool cut into `k` consecutive parts in its (hash) order, for `--teacher-folds`: fold j's teacher
+    fine-tunes on the teacher pool and every other fold, and gives fold j's rows their rationale and distribution,
+    so each student row is answered by a teacher that never saw it (cross-fitting) while every teacher still learns
+    from most of the student pool. One fold: the whole pool."""
+    if k < 1 or k > max(len(pool), 1):
+        raise ValueError(f"{name}: --teacher-folds {k} cannot cut {len(pool)} student rows; pass 1 to {len(pool)}")
+    return [pool[j * len(pool) // k:(j + 1) * len(pool) // k] for j in range(k)]
+
+
+def fold_dirs(path: Path, k: int, flag: str) -> list[Path]:
+    """A k-fold teacher's directories (fold-0 ... fold-{k-1} under `path`), each a saved classifier."""
+    dirs = [path / f"fold-{j}" for j in range(k)]
+    missing = [d.name for d in dirs if not (d / "config.json").is_file()]
+    if missing:
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        raise ValueError(f"{flag} {path}: --teacher-folds {k} needs a teacher per fold in fold-0 ... fold-{k - 1} "
+                         f"there, as a run with --teacher-folds {k} saves them; {', '.join(missing)} missing (found: "
+                         f"{', '.join(found) or 'nothing'}). Pass the directory such a run logged, or the --teacher-folds "
+                         "it ran with")
+    return dirs
+
+
+def fold_accuracy(rows: dict) -> tuple[float | None, float | None]:
+    """(validation, test) accuracy of the teacher that answered `rows` (split -> attributed rows)."""
+    def acc(split):
+        return statistics.fmean(bool(r.get("teacher_correct")) for r in rows[split]) if rows.get(split) else None
+
+    return acc("valid"), acc("test")
+
+
+def with_fold_teachers(row: dict, accuracy: list[tuple]) -> dict:
+    """The teacher's result row for `--teacher-folds`: the mean over the fold teachers, each fold's test accuracy
+    in the per-seed column (one teacher: the row as it is)."""
+    if len(accuracy) < 2:
+        return row
+    test, val = [a[1] for a in accuracy], [a[0] for a in accuracy]
+    return {**row, "student": f"teacher ({len(accuracy)} folds: mean of the fold teachers, each in per seed)",
+            "test_mean": statistics.fmean(test), "test_std": statistics.pstdev(test), "per_seed": test,
+            "val_mean": statistics.fmean(val), "folds": [{"val_accuracy": v, "test_accuracy": t} for v, t in accuracy]}
 
 
 def svamp_templates(rows: list[dict], split: str, log) -> list[dict]:
@@ -879,6 +955,13 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-sees-student", action=argparse.BooleanOptionalAction, default=None,
                    help="real: the teacher also trains on the student's pool, never on validation or test (default: "
                    "svamp only, whose 800 problems cannot fill three pools)")
+    p.add_argument("--teacher-folds", type=int, default=1,
+                   help="real (classifier and multiple-choice teachers): cut the student pool into K parts and fine-tune "
+                   "K teachers, each on the teacher pool plus every part but its own, whose rationale and distribution "
+                   "each student row then gets: every row answered by a teacher that never saw it, every teacher "
+                   "trained on most of the student rows (for a dataset too small for disjoint pools, ANLI-R1). Saved "
+                   "as fold-0 ... fold-{K-1} under the teacher's directory; --teacher-dir takes such a directory "
+                   "back with the same K. Default 1: one teacher")
     p.add_argument("--teacher-init", help="real (a classifier teacher): fine-tune a teacher an earlier run saved (the "
                    "directory its log names, e.g. an e-SNLI teacher for anli1) instead of MiniLM with a new head")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "
@@ -912,6 +995,18 @@ def main(argv=None) -> int:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
+    if args.teacher_folds < 1:
+        p.error(f"--teacher-folds takes the number of student-pool parts, 1 or more (1: one teacher), got "
+                f"{args.teacher_folds}")
+    if args.teacher_folds > 1:  # refused before any work where fold teachers cannot be built
+        if planted:
+            p.error(f"--teacher-folds {args.teacher_folds} is for --task real")
+        if args.teacher_sees_student is not None:
+            p.error(f"--teacher-folds {args.teacher_folds} decides which student rows each teacher sees (all but its "
+                    "own fold's); drop --teacher-sees-student / --no-teacher-sees-student")
+        if "svamp" in args.dataset_names and args.svamp_task == "equation":
+            p.error(f"--teacher-folds {args.teacher_folds}: SVAMP's equation-writing teacher is one model; pass "
+                    "--svamp-task template (a classifier teacher) or --teacher-folds 1")
     if args.teacher_out:  # where a teacher this run fine-tunes is saved: refused before any work where it cannot be
         out, n_datasets = args.teacher_out, len(args.dataset_names)
         if planted:

@@ -1,6 +1,7 @@
 """The real-data benchmark's teacher options (which rows it trains on, starting it from an earlier teacher) and its
 choice of test rows."""
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -225,3 +226,88 @@ def test_a_teacher_that_fails_to_train_leaves_nothing_at_teacher_out(dq, tmp_pat
                  "--store", str(tmp_path / "store")])
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # and nothing half-built beside it
+
+
+def test_student_folds_cut_the_pool_in_order_and_refuse_a_count_that_cannot(dq):
+    pool = [{"example_id": f"s{i}"} for i in range(7)]
+    assert dq.student_folds(pool, 1, "anli1") == [pool]
+    folds = dq.student_folds(pool, 3, "anli1")
+    assert [[r["example_id"] for r in f] for f in folds] == [["s0", "s1"], ["s2", "s3"], ["s4", "s5", "s6"]]
+    for k in (0, 8):
+        with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows; pass 1 to 7"):
+            dq.student_folds(pool, k, "anli1")
+
+
+FOLD_RUN = ["--task", "real", "--datasets", "anli1", "--n-train", "10", "--n-val", "10", "--n-test", "10",
+            "--teacher-train", "8", "--teacher-steps", "1", "--teacher-batch", "4", "--arms", "teacher"]
+
+
+def test_fold_teachers_answer_only_student_rows_they_never_saw(dq, tmp_path, shared_datasets, monkeypatch, capsys):
+    """--teacher-folds 2 end to end on ANLI-R1's file: each fold's teacher trains on the teacher pool and the other
+    fold, and is the one that answers its own fold's student rows; the report carries each fold teacher's accuracy;
+    the saved folds come back through --teacher-dir, and a run whose folds cut other rows is refused before work."""
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    answered = []  # (teacher directory, example ids) per attribution call
+    attribute = dq.attribute
+    monkeypatch.setattr(dq, "attribute", lambda engine, exs, log: answered.append(
+        (Path(engine.config.teacher), [e["example_id"] for e in exs])) or attribute(engine, exs, log))
+    start, out = tiny_classifier(tmp_path / "esnli-teacher", NLI), tmp_path / "folds"
+    assert dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-init", str(start), "--teacher-out", str(out),
+                    "--store", str(tmp_path / "s1"), "--json", str(tmp_path / "r.json")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fold-0", "fold-1"]
+    trained = {k: set(dq.read_teacher_record(out / f"fold-{k}")["trained_on"]["anli1"]) for k in (0, 1)}
+    by_teacher = {}
+    for path, ids in answered:
+        by_teacher.setdefault(path.resolve(), []).append(ids)
+    f0, f1 = (by_teacher[(out / f"fold-{k}").resolve()] for k in (0, 1))
+    # calls in order: fold 0's student rows, validation, test (fold 0's teacher); fold 1's student rows; then fold
+    # 1's teacher scored on validation and test for the report
+    assert [len(ids) for ids in f0] == [5, 10, 10] and [len(ids) for ids in f1] == [5, 10, 10]
+    assert f0[1:] == f1[1:]  # the same validation and test rows
+    assert len(trained[0]) == len(trained[1]) == 8 + 5  # the teacher pool and the other fold
+    assert not trained[0] & set(f0[0]) and not trained[1] & set(f1[0])  # neither saw the rows it answers
+    assert set(f0[0]) <= trained[1] and set(f1[0]) <= trained[0]  # each saw the other's
+    assert not (trained[0] | trained[1]) & set(f0[1] + f0[2])  # nor any validation or test row
+    teacher = json.loads((tmp_path / "r.json").read_text())[0]
+    assert teacher["student"].startswith("teacher (2 folds") and len(teacher["folds"]) == 2
+    assert teacher["per_seed"] == [f["test_accuracy"] for f in teacher["folds"]]
+    assert teacher["test_mean"] == pytest.approx(sum(teacher["per_seed"]) / 2)
+    assert "fold teachers' test accuracy" in capsys.readouterr().err
+
+    assert dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-dir", str(out), "--store", str(tmp_path / "s2")]) == 0
+    assert f"teacher reused from {out}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--teacher-dir .*fold-0: that teacher was fine-tuned on 2 of the 10 "
+                                         r"validation rows of this anli1 run: it trained on 13 anli1 rows, carved by "
+                                         r"--teacher-train 8 --n-train 10 --n-val 10 --teacher-folds 2, "):
+        dq.main([*FOLD_RUN, "--n-train", "8", "--teacher-folds", "2", "--teacher-dir", str(out),
+                 "--store", str(tmp_path / "s3")])  # 8 student rows: fold 1's last 2 are validation rows now
+    swapped = tmp_path / "swapped"  # each fold directory holding the other fold's teacher
+    swapped.mkdir()
+    for k in (0, 1):
+        (swapped / f"fold-{k}").symlink_to((out / f"fold-{1 - k}").resolve())
+    with pytest.raises(ValueError, match=r"--teacher-dir .*swapped/fold-0: that teacher was fine-tuned on 5 of the 5 "
+                                         r"student rows .* Pass the same pool sizes and --teacher-folds \(fold 0's "
+                                         r"teacher must never have seen fold 0's rows\), or drop --teacher-dir"):
+        dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-dir", str(swapped), "--store", str(tmp_path / "s5")])
+    with pytest.raises(ValueError, match=r"--teacher-dir .*folds: --teacher-folds 3 needs a teacher per fold in "
+                                         r"fold-0 \.\.\. fold-2 there, .*fold-2 missing \(found: fold-0, fold-1\)"):
+        dq.main([*FOLD_RUN, "--teacher-folds", "3", "--teacher-dir", str(out), "--store", str(tmp_path / "s4")])
+    assert not [p for s in ("s3", "s4", "s5") for p in (tmp_path / s).glob("**/*.parquet")]  # refused before work
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--task", "real", "--teacher-folds", "0"], "--teacher-folds takes the number of student-pool parts, 1 or more"),
+    (["--task", "planted", "--teacher-folds", "2"], "--teacher-folds 2 is for --task real"),
+    (["--task", "real", "--datasets", "anli1", "--teacher-folds", "2", "--no-teacher-sees-student"],
+     "--teacher-folds 2 decides which student rows each teacher sees (all but its own fold's); drop "
+     "--teacher-sees-student / --no-teacher-sees-student"),
+    (["--task", "real", "--datasets", "svamp", "--teacher-folds", "2"],
+     "--teacher-folds 2: SVAMP's equation-writing teacher is one model; pass --svamp-task template"),
+])
+def test_teacher_folds_are_refused_at_parse_time_where_they_cannot_apply(dq, tmp_path, monkeypatch, capsys, args, why):
+    monkeypatch.setattr(dq, "SHARED", tmp_path / "no-datasets")  # past the check, the run would fail on reading
+    monkeypatch.setattr(dq, "run_planted", lambda *a: pytest.fail("the planted task ran"))
+    with pytest.raises(SystemExit) as exit_:
+        dq.main([*args, "--store", str(tmp_path / "store")])
+    assert exit_.value.code == 2 and why in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
