@@ -252,12 +252,13 @@ def as_flags(run: dict) -> str:
 
 
 def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[dict]], sees_student: bool,
-                       log, *, fold: int | None = None) -> None:
+                       log, *, fold: int | None = None, folds: int = 1) -> None:
     """Refuse a teacher from an earlier run (--teacher-dir, --teacher-init) that was fine-tuned on this run's
     validation or test rows, or on its student rows unless the teacher may see them (--teacher-sees-student): a
     run with other pool sizes carves other pools from the same file, and nothing else would show it but every
     arm distilling a teacher that has seen its answers. `fold`: `path` is that fold's teacher of a --teacher-folds
-    directory, and `pools["student"]` its own fold, which it must not have seen."""
+    directory, and `pools["student"]` its own fold, which it must not have seen; `folds`: this run's
+    --teacher-folds (where above 1, a --teacher-init start must not have seen any student row)."""
     record = read_teacher_record(path)
     if record is None:
         log(f"  {flag} {path} has no {TEACHER_RECORD} (saved by an older version of this benchmark, or not by it): "
@@ -279,6 +280,8 @@ def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[d
             "from the same file. Every arm would distil a teacher that has seen them. Pass the same pool sizes"
             + ("" if "student" not in clash else
                f" and --teacher-folds (fold {fold}'s teacher must never have seen fold {fold}'s rows)" if fold is not None
+               else f" (with --teacher-folds {folds}, every fold starts from {flag}, so it must not have seen any student "
+               "row)" if folds > 1
                else ", or --teacher-sees-student where the teacher may have seen the student's rows")
             + f", or drop {flag} to fine-tune a new teacher")
 
@@ -525,14 +528,19 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                 check_teacher_rows(flag, path, name, {"student": fold, "validation": val_pool, "test": test}, False,
                                    log, fold=k)
         else:
+            if (Path(earlier) / "fold-0" / "config.json").is_file() and not (Path(earlier) / "config.json").is_file():
+                n = len(list(Path(earlier).glob("fold-*")))
+                raise ValueError(f"{flag} {earlier} holds fold teachers (fold-0 ... fold-{n - 1}), saved by a run with "
+                                 f"--teacher-folds {n}: pass --teacher-folds {n} with --teacher-dir, or one fold's "
+                                 f"directory ({earlier}/fold-0) as a single teacher")
             check_teacher_rows(flag, Path(earlier), name, {"student": student_pool, "validation": val_pool, "test": test},
-                               teacher_sees_student(name, args) and len(folds) == 1, log)
+                               teacher_sees_student(name, args) and len(folds) == 1, log, folds=len(folds))
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
         path = Path(args.teacher_dir)
         paths = fold_dirs(path, len(folds), "--teacher-dir") if len(folds) > 1 else [path]
         log(f"  teacher reused from {path}")
     else:
-        path = new_teacher_dir(args, name)
+        path, said = new_teacher_dir(args, name), []  # said: logged once the teachers are saved
         with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
             for k, trows in enumerate(fold_rows):
                 where = tmp / f"fold-{k}" if len(folds) > 1 else tmp
@@ -549,8 +557,11 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                 record_teacher(where, name, trows, pool_flags(name, args),
                                started_from=Path(args.teacher_init) if args.teacher_init else None)
                 shown = path / f"fold-{k}" if len(folds) > 1 else path
-                log(f"  teacher fine-tuned on {len(trows)} rows in {shown}: {stats} ({time.perf_counter() - t:.0f} s)"
-                    + (f"; it answers fold {k}'s {len(folds[k])} student rows" if len(folds) > 1 else ""))
+                said.append(f"  teacher fine-tuned on {len(trows)} rows in {shown}: {stats} "
+                            f"({time.perf_counter() - t:.0f} s)"
+                            + (f"; it answers fold {k}'s {len(folds[k])} student rows" if len(folds) > 1 else ""))
+        for line in said:
+            log(line)
         paths = fold_dirs(path, len(folds), "--teacher-out") if len(folds) > 1 else [path]
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     with timed(args, name, "attribution (rows written to the store)"):
@@ -581,8 +592,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         accuracy = [fold_accuracy(rows)] + [fold_accuracy({s: answer(k, s, splits[s]) for s in ("valid", "test")})
                                             for k in range(1, len(folds))]
         if len(folds) > 1:
-            log(f"  fold teachers' test accuracy: {', '.join(f'{a[1]:.3f}' for a in accuracy)}; validation: "
-                f"{', '.join(f'{a[0]:.3f}' for a in accuracy)}")
+            shown = lambda i: ", ".join("-" if a[i] is None else f"{a[i]:.3f}" for a in accuracy)  # noqa: E731
+            log(f"  fold teachers' test accuracy: {shown(1)}; validation: {shown(0)}")
         palm = write_datasets(cat, name, rows, splits, args, log)
     if args.arms == ["teacher"]:
         out = [{**teacher_only(name, rows), "seconds": teacher_seconds(args, name)}]
@@ -597,7 +608,8 @@ def student_folds(pool: list[dict], k: int, name: str) -> list[list[dict]]:
     so each student row is answered by a teacher that never saw it (cross-fitting) while every teacher still learns
     from most of the student pool. One fold: the whole pool."""
     if k < 1 or k > max(len(pool), 1):
-        raise ValueError(f"{name}: --teacher-folds {k} cannot cut {len(pool)} student rows; pass 1 to {len(pool)}")
+        raise ValueError(f"{name}: --teacher-folds {k} cannot cut {len(pool)} student rows into {k} parts; "
+                         + (f"pass 1 to {len(pool)}" if pool else "ask for student rows (--n-train) or pass 1"))
     return [pool[j * len(pool) // k:(j + 1) * len(pool) // k] for j in range(k)]
 
 
@@ -628,9 +640,12 @@ def with_fold_teachers(row: dict, accuracy: list[tuple]) -> dict:
     if len(accuracy) < 2:
         return row
     test, val = [a[1] for a in accuracy], [a[0] for a in accuracy]
+    scored = test if None not in test else []  # no test rows (--n-test 0): nothing to average
     return {**row, "student": f"teacher ({len(accuracy)} folds: mean of the fold teachers, each in per seed)",
-            "test_mean": statistics.fmean(test), "test_std": statistics.pstdev(test), "per_seed": test,
-            "val_mean": statistics.fmean(val), "folds": [{"val_accuracy": v, "test_accuracy": t} for v, t in accuracy]}
+            "test_mean": statistics.fmean(scored) if scored else None,
+            "test_std": statistics.pstdev(scored) if scored else None, "per_seed": scored,
+            "val_mean": statistics.fmean(val) if None not in val else None,
+            "folds": [{"val_accuracy": v, "test_accuracy": t} for v, t in accuracy]}
 
 
 def svamp_templates(rows: list[dict], split: str, log) -> list[dict]:

@@ -234,8 +234,11 @@ def test_student_folds_cut_the_pool_in_order_and_refuse_a_count_that_cannot(dq):
     folds = dq.student_folds(pool, 3, "anli1")
     assert [[r["example_id"] for r in f] for f in folds] == [["s0", "s1"], ["s2", "s3"], ["s4", "s5", "s6"]]
     for k in (0, 8):
-        with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows; pass 1 to 7"):
+        with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows into {k} parts; pass 1 "
+                                             r"to 7"):
             dq.student_folds(pool, k, "anli1")
+    with pytest.raises(ValueError, match=r"cannot cut 0 student rows into 2 parts; ask for student rows \(--n-train\)"):
+        dq.student_folds([], 2, "anli1")
 
 
 FOLD_RUN = ["--task", "real", "--datasets", "anli1", "--n-train", "10", "--n-val", "10", "--n-test", "10",
@@ -260,8 +263,8 @@ def test_fold_teachers_answer_only_student_rows_they_never_saw(dq, tmp_path, sha
     for path, ids in answered:
         by_teacher.setdefault(path.resolve(), []).append(ids)
     f0, f1 = (by_teacher[(out / f"fold-{k}").resolve()] for k in (0, 1))
-    # calls in order: fold 0's student rows, validation, test (fold 0's teacher); fold 1's student rows; then fold
-    # 1's teacher scored on validation and test for the report
+    # per teacher, in call order: its fold's student rows, then validation and test (fold 0's stored; fold 1's
+    # scored for the report)
     assert [len(ids) for ids in f0] == [5, 10, 10] and [len(ids) for ids in f1] == [5, 10, 10]
     assert f0[1:] == f1[1:]  # the same validation and test rows
     assert len(trained[0]) == len(trained[1]) == 8 + 5  # the teacher pool and the other fold
@@ -289,10 +292,13 @@ def test_fold_teachers_answer_only_student_rows_they_never_saw(dq, tmp_path, sha
                                          r"student rows .* Pass the same pool sizes and --teacher-folds \(fold 0's "
                                          r"teacher must never have seen fold 0's rows\), or drop --teacher-dir"):
         dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-dir", str(swapped), "--store", str(tmp_path / "s5")])
+    with pytest.raises(ValueError, match=r"--teacher-dir .*folds holds fold teachers \(fold-0 \.\.\. fold-1\), saved "
+                                         r"by a run with --teacher-folds 2: pass --teacher-folds 2 with --teacher-dir"):
+        dq.main([*FOLD_RUN, "--teacher-dir", str(out), "--store", str(tmp_path / "s6")])  # one teacher asked for
     with pytest.raises(ValueError, match=r"--teacher-dir .*folds: --teacher-folds 3 needs a teacher per fold in "
                                          r"fold-0 \.\.\. fold-2 there, .*fold-2 missing \(found: fold-0, fold-1\)"):
         dq.main([*FOLD_RUN, "--teacher-folds", "3", "--teacher-dir", str(out), "--store", str(tmp_path / "s4")])
-    assert not [p for s in ("s3", "s4", "s5") for p in (tmp_path / s).glob("**/*.parquet")]  # refused before work
+    assert not [p for s in ("s3", "s4", "s5", "s6") for p in (tmp_path / s).glob("**/*.parquet")]  # refused before work
 
 
 @pytest.mark.parametrize("args, why", [
@@ -311,3 +317,42 @@ def test_teacher_folds_are_refused_at_parse_time_where_they_cannot_apply(dq, tmp
         dq.main([*args, "--store", str(tmp_path / "store")])
     assert exit_.value.code == 2 and why in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+def test_a_fold_teacher_that_fails_to_train_leaves_no_fold_at_teacher_out(dq, tmp_path, shared_datasets, monkeypatch):
+    """Fold 0 trained and fold 1 crashing must not leave fold 0 alone at --teacher-out, where --teacher-dir would
+    find a directory of fold teachers missing one."""
+    import attribution_worker.tiny_train as tiny_train
+
+    calls, train = [], tiny_train.train_tiny_teacher
+
+    def crash_second(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 2:
+            raise RuntimeError("killed while fine-tuning fold 1")
+        return train(path, *a, **k)
+
+    monkeypatch.setattr(dq, "SHARED", shared_datasets)
+    monkeypatch.setattr(tiny_train, "train_tiny_teacher", crash_second)
+    out = tmp_path / "teachers" / "anli1"
+    with pytest.raises(RuntimeError, match="killed while fine-tuning fold 1"):
+        dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-init", str(tiny_classifier(tmp_path / "start", NLI)),
+                 "--teacher-out", str(out), "--store", str(tmp_path / "store")])
+    assert [p.name for p in calls] == ["fold-0", "fold-1"]
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_fold_teacher_hints_name_a_fix_the_run_takes_and_a_report_without_test_rows_stays_empty(dq, tmp_path):
+    path = tiny_classifier(tmp_path / "teacher", NLI)
+    dq.record_teacher(path, "anli1", [{"example_id": "s1"}], POOLS)
+    pools = {"student": [{"example_id": "s1"}], "validation": [], "test": []}
+    with pytest.raises(ValueError, match=r"Pass the same pool sizes \(with --teacher-folds 2, every fold starts from "
+                                         r"--teacher-init, so it must not have seen any student row\), or drop "
+                                         r"--teacher-init") as refused:
+        dq.check_teacher_rows("--teacher-init", path, "anli1", pools, False, print, folds=2)
+    assert "--teacher-sees-student" not in str(refused.value)  # refused beside --teacher-folds: not offered
+    row = {"dataset": "anli1", "student": "teacher", "test_mean": None, "test_std": None, "per_seed": [],
+           "val_mean": 0.5, "paired": None, "best_steps": []}
+    folded = dq.with_fold_teachers(row, [(0.5, None), (0.25, None)])  # --n-test 0
+    assert folded["test_mean"] is None and folded["per_seed"] == [] and folded["val_mean"] == pytest.approx(0.375)
+    assert dq.with_fold_teachers(row, [(0.5, None)]) == row  # one teacher: its row as it is
