@@ -25,6 +25,8 @@ Everything goes through the real data path: teacher -> AttributionEngine rows ->
     every SVAMP arm is the generative `encdec` student (no answer choices, so no KD arms). SVAMP with
     `--svamp-task template`: the equation's template over the question's numbered quantities is a class
     label (student_trainer.equation_templates), and SVAMP runs the classifier path of the NLI datasets.
+    `--teacher-folds K`: K teachers, each fine-tuned without one part of the student pool and answering that
+    part (cross-fitting, for a dataset too small for disjoint pools; see student_folds).
 Real-data arms (--arms): plain, rationale (the extractive student on the teacher's top-k words), kd,
 rationale_kd, content_kd (rationale_kd with the common words left out of the rationale target, the trainer's
 --rationale-max-df at --palm-max-df), fraction_kd (rationale_kd with k the top --rationale-fraction of each input's
