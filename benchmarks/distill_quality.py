@@ -280,10 +280,11 @@ def check_teacher_rows(flag: str, path: Path, name: str, pools: dict[str, list[d
             f"{flag} {path}: that teacher was fine-tuned on {where} of this {name} run: it trained on {len(seen)} "
             f"{name} rows, carved by {runs or 'pools it did not record'}, and other pool sizes carve other pools "
             "from the same file. Every arm would distil a teacher that has seen them. Pass the same pool sizes"
-            + ("" if "student" not in clash else
-               f" and --teacher-folds (fold {fold}'s teacher must never have seen fold {fold}'s rows)" if fold is not None
-               else f" (with --teacher-folds {folds}, every fold starts from {flag}, so it must not have seen any student "
-               "row)" if folds > 1
+            + ("" if "student" not in clash
+               else f" and --teacher-folds (fold {fold}'s teacher must never have seen fold {fold}'s rows)"
+               if fold is not None
+               else f" (with --teacher-folds {folds}, every fold starts from {flag}, so it must not have seen any "
+               "student row)" if folds > 1
                else ", or --teacher-sees-student where the teacher may have seen the student's rows")
             + f", or drop {flag} to fine-tune a new teacher")
 
@@ -535,8 +536,9 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                 raise ValueError(f"{flag} {earlier} holds fold teachers (fold-0 ... fold-{n - 1}), saved by a run with "
                                  f"--teacher-folds {n}: pass --teacher-folds {n} with --teacher-dir, or one fold's "
                                  f"directory ({earlier}/fold-0) as a single teacher")
-            check_teacher_rows(flag, Path(earlier), name, {"student": student_pool, "validation": val_pool, "test": test},
-                               teacher_sees_student(name, args) and len(folds) == 1, log, folds=len(folds))
+            pools = {"student": student_pool, "validation": val_pool, "test": test}
+            check_teacher_rows(flag, Path(earlier), name, pools, teacher_sees_student(name, args) and len(folds) == 1,
+                               log, folds=len(folds))
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
         path = Path(args.teacher_dir)
         paths = fold_dirs(path, len(folds), "--teacher-dir") if len(folds) > 1 else [path]
@@ -546,7 +548,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
             for k, trows in enumerate(fold_rows):
                 where = tmp / f"fold-{k}" if len(folds) > 1 else tmp
-                if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task, then this
+                if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task first
                     init_teacher(where, Path(args.teacher_init), None if mc else labels)
                     log(f"  teacher starts from {args.teacher_init}")
                 else:
@@ -622,9 +624,9 @@ def fold_dirs(path: Path, k: int, flag: str) -> list[Path]:
     if missing:
         found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         raise ValueError(f"{flag} {path}: --teacher-folds {k} needs a teacher per fold in fold-0 ... fold-{k - 1} "
-                         f"there, as a run with --teacher-folds {k} saves them; {', '.join(missing)} missing (found: "
-                         f"{', '.join(found) or 'nothing'}). Pass the directory such a run logged, or the --teacher-folds "
-                         "it ran with")
+                         f"there, as a run with --teacher-folds {k} saves them; {', '.join(missing)} missing "
+                         f"(found: {', '.join(found) or 'nothing'}). Pass the directory such a run logged, or the "
+                         "--teacher-folds it ran with")
     return dirs
 
 
@@ -973,12 +975,12 @@ def main(argv=None) -> int:
                    help="real: the teacher also trains on the student's pool, never on validation or test (default: "
                    "svamp only, whose 800 problems cannot fill three pools)")
     p.add_argument("--teacher-folds", type=int, default=1,
-                   help="real (classifier and multiple-choice teachers): cut the student pool into K parts and fine-tune "
-                   "K teachers, each on the teacher pool plus every part but its own, whose rationale and distribution "
-                   "each student row then gets: every row answered by a teacher that never saw it, every teacher "
-                   "trained on most of the student rows (for a dataset too small for disjoint pools, ANLI-R1). Saved "
-                   "as fold-0 ... fold-{K-1} under the teacher's directory; --teacher-dir takes such a directory "
-                   "back with the same K. Default 1: one teacher")
+                   help="real (classifier and multiple-choice teachers): cut the student pool into K parts and "
+                   "fine-tune K teachers, each on the teacher pool plus every part but its own, whose rationale and "
+                   "distribution that part's rows then get: every row answered by a teacher that never saw it, every "
+                   "teacher trained on most of the student rows (for a dataset too small for disjoint pools, "
+                   "ANLI-R1). Saved as fold-0 ... fold-{K-1} under the teacher's directory; --teacher-dir takes such "
+                   "a directory back with the same K. Default 1: one teacher")
     p.add_argument("--teacher-init", help="real (a classifier teacher): fine-tune a teacher an earlier run saved (the "
                    "directory its log names, e.g. an e-SNLI teacher for anli1) instead of MiniLM with a new head")
     p.add_argument("--teacher-dir", help="real (one dataset): reuse a classifier teacher fine-tuned by an earlier run "

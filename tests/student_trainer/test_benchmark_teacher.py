@@ -234,8 +234,8 @@ def test_student_folds_cut_the_pool_in_order_and_refuse_a_count_that_cannot(dq):
     folds = dq.student_folds(pool, 3, "anli1")
     assert [[r["example_id"] for r in f] for f in folds] == [["s0", "s1"], ["s2", "s3"], ["s4", "s5", "s6"]]
     for k in (0, 8):
-        with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows into {k} parts; pass 1 "
-                                             r"to 7"):
+        with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows into {k} parts; "
+                                             r"pass 1 to 7"):
             dq.student_folds(pool, k, "anli1")
     with pytest.raises(ValueError, match=r"cannot cut 0 student rows into 2 parts; ask for student rows \(--n-train\)"):
         dq.student_folds([], 2, "anli1")
