@@ -297,24 +297,6 @@ def teacher_sees_student(name: str, args) -> bool:
     return args.teacher_sees_student if args.teacher_sees_student is not None else name == "svamp"
 
 
-def teacher_distribution(path: Path, texts: list[str], batch: int = 64) -> list[list[float]]:
-    """The classifier teacher's softmax over its labels for each input (rendered as in training: generic template)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from attribution_worker.templates import resolve_template
-
-    tpl = resolve_template("generic")
-    tok = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(texts), batch):
-            enc = tok([tpl.render(t)[0] for t in texts[i:i + batch]], truncation=True, max_length=256, padding=True,
-                      return_tensors="pt")
-            out += torch.softmax(model(**enc).logits.float(), -1).tolist()
-    return out
-
-
 def write_rows_v3(cat: Catalog, dataset: str, rows_by_split: dict[str, list[dict]], job: str) -> None:
     """write_rows, keeping schema v3's answer_choices / answer_probs when the store's schema predates them."""
     import pyarrow as pa
@@ -519,6 +501,10 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
         return (r["input"], r["target"], list(r["choices"])) if mc else (r["input"], teacher_target(r))
 
     folds = student_folds(student_pool, args.teacher_folds, name)
+
+    def fold_dir(base: Path, k: int) -> Path:  # where fold k's teacher lives under a teacher directory
+        return base / f"fold-{k}" if len(folds) > 1 else base
+
     if len(folds) > 1:  # fold k's teacher trains on every student row but fold k's, and answers fold k
         fold_rows = [teacher_pool + [r for j, f in enumerate(folds) if j != k for r in f] for k in range(len(folds))]
     else:
@@ -540,17 +526,18 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
             check_teacher_rows(flag, Path(earlier), name, pools, teacher_sees_student(name, args) and len(folds) == 1,
                                log, folds=len(folds))
     if args.teacher_dir:  # a teacher this benchmark fine-tuned before (its directory is logged): no retraining
-        path = Path(args.teacher_dir)
-        paths = fold_dirs(path, len(folds), "--teacher-dir") if len(folds) > 1 else [path]
+        path = Path(args.teacher_dir)  # its fold directories were checked above
         log(f"  teacher reused from {path}")
     else:
         path, said = new_teacher_dir(args, name), []  # said: logged once the teachers are saved
+        if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task first
+            log(f"  teacher starts from {args.teacher_init}" + (f" (each of {len(folds)} folds)" if len(folds) > 1
+                                                                  else ""))
         with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
             for k, trows in enumerate(fold_rows):
-                where = tmp / f"fold-{k}" if len(folds) > 1 else tmp
-                if args.teacher_init:  # intermediate-task training: a classifier fine-tuned on a related task first
+                where = fold_dir(tmp, k)
+                if args.teacher_init:
                     init_teacher(where, Path(args.teacher_init), None if mc else labels)
-                    log(f"  teacher starts from {args.teacher_init}")
                 else:
                     # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
                     build_classifier_teacher(where, minilm_checkpoint(), None if mc else labels, seed=0)
@@ -560,31 +547,28 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                                            word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
                 record_teacher(where, name, trows, pool_flags(name, args),
                                started_from=Path(args.teacher_init) if args.teacher_init else None)
-                shown = path / f"fold-{k}" if len(folds) > 1 else path
-                said.append(f"  teacher fine-tuned on {len(trows)} rows in {shown}: {stats} "
+                said.append(f"  teacher fine-tuned on {len(trows)} rows in {fold_dir(path, k)}: {stats} "
                             f"({time.perf_counter() - t:.0f} s)"
                             + (f"; it answers fold {k}'s {len(folds[k])} student rows" if len(folds) > 1 else ""))
         for line in said:
             log(line)
-        paths = fold_dirs(path, len(folds), "--teacher-out") if len(folds) > 1 else [path]
+    paths = [fold_dir(path, k) for k in range(len(folds))]
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     with timed(args, name, "attribution (rows written to the store)"):
         engines = [teacher_engines(p, args, fmt) for p in paths]
 
         def answer(k: int, s: str, exs: list[dict]) -> list[dict]:
             ex_in = [{**e, "target": teacher_target(e), "choices": list(e["choices"]) if mc else None} for e in exs]
-            out = attribute(engines[k][s], ex_in, log)
-            probs = [None] * len(exs) if mc else teacher_distribution(paths[k], [e["input"] for e in exs])
-            for r, e, p in zip(out, exs, probs):  # back to the DSS label space: the answer text, not its letter
+            out = attribute(engines[k][s], ex_in, log)  # its rows carry the teacher's distribution (answer_probs)
+            for r, e in zip(out, exs):  # back to the DSS label space: the answer text, not its letter
                 if letter and r.get("teacher_output") in labels:
                     r["teacher_output"] = e["choices"][labels.index(r["teacher_output"])]
                 r["target_text"] = e["target"]
                 r["teacher_correct"] = r.get("teacher_output") == e["target"] if r.get("teacher_output") else None
-                if r.get("answer_probs") is None and p is not None:  # engine before schema v3: the same teacher's softmax, computed here
-                    r["answer_probs"] = [float(x) for x in p]
                 if letter:  # the letter classifier's distribution over (a)..(e) is over the question's choices, in order
                     r["answer_choices"] = list(e["choices"])
-                    r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
+                    if r.get("answer_probs") is not None:  # None on a row the engine could not attribute
+                        r["answer_probs"] = [float(x) for x in r["answer_probs"][:len(e["choices"])]]
                 elif not r.get("answer_choices"):
                     r["answer_choices"] = list(labels)
             return out
@@ -679,11 +663,9 @@ def teacher_seconds(args, name: str) -> float | None:
 def teacher_only(name: str, rows: dict) -> dict:
     """`--arms teacher`: the teacher's accuracy on the validation and test rows, from its attributed rows (no
     students): to see whether a teacher is worth distilling before spending the students' time."""
-    def acc(split):
-        return statistics.fmean(bool(r.get("teacher_correct")) for r in rows[split]) if rows[split] else None
-
-    return {"dataset": name, "student": "teacher", "test_mean": acc("test"), "test_std": None, "per_seed": [],
-            "val_mean": acc("valid"), "paired": None, "best_steps": []}
+    val, test = fold_accuracy(rows)
+    return {"dataset": name, "student": "teacher", "test_mean": test, "test_std": None, "per_seed": [],
+            "val_mean": val, "paired": None, "best_steps": []}
 
 
 def teacher_engines(path: Path, args, fmt: str) -> dict:
