@@ -502,9 +502,6 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
 
     folds = student_folds(student_pool, args.teacher_folds, name)
 
-    def fold_dir(base: Path, k: int) -> Path:  # where fold k's teacher lives under a teacher directory
-        return base / f"fold-{k}" if len(folds) > 1 else base
-
     if len(folds) > 1:  # fold k's teacher trains on every student row but fold k's, and answers fold k
         fold_rows = [teacher_pool + [r for j, f in enumerate(folds) if j != k for r in f] for k in range(len(folds))]
     else:
@@ -535,7 +532,7 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                                                                   else ""))
         with timed(args, name, TEACHER_STAGE), atomic_dir(path) as tmp:
             for k, trows in enumerate(fold_rows):
-                where = fold_dir(tmp, k)
+                where = fold_dir(tmp, k, len(folds))
                 if args.teacher_init:
                     init_teacher(where, Path(args.teacher_init), None if mc else labels)
                 else:
@@ -547,12 +544,12 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                                            word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
                 record_teacher(where, name, trows, pool_flags(name, args),
                                started_from=Path(args.teacher_init) if args.teacher_init else None)
-                said.append(f"  teacher fine-tuned on {len(trows)} rows in {fold_dir(path, k)}: {stats} "
+                said.append(f"  teacher fine-tuned on {len(trows)} rows in {fold_dir(path, k, len(folds))}: {stats} "
                             f"({time.perf_counter() - t:.0f} s)"
                             + (f"; it answers fold {k}'s {len(folds[k])} student rows" if len(folds) > 1 else ""))
         for line in said:
             log(line)
-    paths = [fold_dir(path, k) for k in range(len(folds))]
+    paths = [fold_dir(path, k, len(folds)) for k in range(len(folds))]
     splits = {"train": student_pool, "valid": val_pool, "test": test}
     with timed(args, name, "attribution (rows written to the store)"):
         engines = [teacher_engines(p, args, fmt) for p in paths]
@@ -601,9 +598,15 @@ def student_folds(pool: list[dict], k: int, name: str) -> list[list[dict]]:
     return [pool[j * len(pool) // k:(j + 1) * len(pool) // k] for j in range(k)]
 
 
+def fold_dir(base: Path, k: int, folds: int) -> Path:
+    """Where fold k's teacher of a `--teacher-folds folds` run lives under its teacher directory (`base` itself for
+    one teacher)."""
+    return base / f"fold-{k}" if folds > 1 else base
+
+
 def fold_dirs(path: Path, k: int, flag: str) -> list[Path]:
     """A k-fold teacher's directories (fold-0 ... fold-{k-1} under `path`), each a saved classifier."""
-    dirs = [path / f"fold-{j}" for j in range(k)]
+    dirs = [fold_dir(path, j, k) for j in range(k)]
     missing = [d.name for d in dirs if not (d / "config.json").is_file()]
     if missing:
         found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
