@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 from st_helpers import add_job, toy_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package: its parts (benchmarks.distill) load from here
 
 
 @pytest.fixture
@@ -18,8 +22,8 @@ def toy(catalog):
 
 @pytest.fixture(scope="module")
 def dq():
-    """benchmarks/distill_quality.py, imported as a module (benchmarks/ is not a package)."""
-    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_quality.py"
+    """benchmarks/distill_quality.py, the command, imported as a module (its parts are benchmarks.distill)."""
+    bench = ROOT / "benchmarks" / "distill_quality.py"
     spec = importlib.util.spec_from_file_location("distill_quality", bench)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -10,6 +10,8 @@ import pytest
 from attribution_worker.tiny import build_tiny_teacher
 from student_trainer.data import id_order_slice
 
+from benchmarks.distill import teachers
+
 NLI = ["entailment", "neutral", "contradiction"]
 TEXTS = ["a man plays a guitar", "nobody is outside"]
 
@@ -18,28 +20,28 @@ def tiny_classifier(path: Path, labels: list[str]) -> Path:
     return build_tiny_teacher(path, kind="classifier", texts=TEXTS, labels=labels)
 
 
-def test_the_teacher_sees_the_student_pool_on_svamp_by_default_and_anywhere_when_asked(dq):
+def test_the_teacher_sees_the_student_pool_on_svamp_by_default_and_anywhere_when_asked():
     default, yes, no = (argparse.Namespace(teacher_sees_student=v) for v in (None, True, False))
-    assert [dq.teacher_sees_student(d, default) for d in ("svamp", "anli1", "esnli", "cqa")] == [True, False, False, False]
-    assert dq.teacher_sees_student("anli1", yes) and not dq.teacher_sees_student("svamp", no)
+    assert [teachers.teacher_sees_student(d, default) for d in ("svamp", "anli1", "esnli", "cqa")] == [True, False, False, False]
+    assert teachers.teacher_sees_student("anli1", yes) and not teachers.teacher_sees_student("svamp", no)
 
 
-def test_teacher_init_copies_a_teacher_over_the_same_labels(dq, tmp_path):
+def test_teacher_init_copies_a_teacher_over_the_same_labels(tmp_path):
     src = tiny_classifier(tmp_path / "esnli-teacher", NLI)
-    out = dq.init_teacher(tmp_path / "anli-teacher", src, NLI)
+    out = teachers.init_teacher(tmp_path / "anli-teacher", src, NLI)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in src.iterdir())
     assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
     mc = build_tiny_teacher(tmp_path / "cqa-mc", kind="multiple_choice", texts=TEXTS)
-    assert dq.init_teacher(tmp_path / "cqa-teacher", mc, None).is_dir()  # no labels: a multiple-choice scorer
+    assert teachers.init_teacher(tmp_path / "cqa-teacher", mc, None).is_dir()  # no labels: a multiple-choice scorer
 
 
-def test_teacher_init_refuses_other_labels_or_a_directory_without_a_model(dq, tmp_path):
+def test_teacher_init_refuses_other_labels_or_a_directory_without_a_model(tmp_path):
     src = tiny_classifier(tmp_path / "cqa-letters", ["(a)", "(b)"])
     with pytest.raises(ValueError, match=r"over \['\(a\)', '\(b\)'\], but this dataset's teacher is over "
                                          r"\['entailment', 'neutral', 'contradiction'\]; start from a teacher"):
-        dq.init_teacher(tmp_path / "t1", src, NLI)
+        teachers.init_teacher(tmp_path / "t1", src, NLI)
     with pytest.raises(ValueError, match="no model config there"):
-        dq.init_teacher(tmp_path / "t2", tmp_path / "nothing-here", NLI)
+        teachers.init_teacher(tmp_path / "t2", tmp_path / "nothing-here", NLI)
     assert not (tmp_path / "t1").exists() and not (tmp_path / "t2").exists()  # nothing half-copied
 
 
@@ -52,7 +54,7 @@ def test_teacher_init_and_teacher_dir_together_are_refused_before_any_work(dq, t
     assert "--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further" in capsys.readouterr().err
 
 
-def test_test_offset_takes_later_rows_in_example_id_order_and_refuses_an_offset_past_the_end(dq):
+def test_test_offset_takes_later_rows_in_example_id_order_and_refuses_an_offset_past_the_end():
     rows = [{"example_id": f"t{i:03d}"} for i in reversed(range(10))]  # the file's order is not the id order
     first, later = id_order_slice(rows, 0, 4, "anli1"), id_order_slice(rows, 4, 100, "anli1")
     assert [r["example_id"] for r in first] == ["t000", "t001", "t002", "t003"]
@@ -82,55 +84,55 @@ def test_test_offset_is_refused_at_parse_time_when_negative_or_planted(dq, tmp_p
 POOLS = {"teacher_train": 3000, "n_train": 250, "n_val": 200, "teacher_sees_student": False}
 
 
-def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teacher_init(dq, tmp_path):
+def test_a_teachers_record_lists_its_training_rows_and_follows_it_through_teacher_init(tmp_path):
     first = tiny_classifier(tmp_path / "esnli-teacher", NLI)
-    dq.record_teacher(first, "esnli", [{"example_id": "e2"}, {"example_id": "e1"}], POOLS)
-    dq.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}], POOLS)  # a second pass: the union
-    assert dq.read_teacher_record(first)["trained_on"] == {"esnli": ["e1", "e2", "e3"]}
-    second = dq.init_teacher(tmp_path / "anli-teacher", first, NLI)  # copied with the teacher
-    dq.record_teacher(second, "anli1", [{"example_id": "a1"}], {**POOLS, "teacher_train": 650}, started_from=first)
-    record = dq.read_teacher_record(second)
+    teachers.record_teacher(first, "esnli", [{"example_id": "e2"}, {"example_id": "e1"}], POOLS)
+    teachers.record_teacher(first, "esnli", [{"example_id": "e1"}, {"example_id": "e3"}], POOLS)  # a second pass: the union
+    assert teachers.read_teacher_record(first)["trained_on"] == {"esnli": ["e1", "e2", "e3"]}
+    second = teachers.init_teacher(tmp_path / "anli-teacher", first, NLI)  # copied with the teacher
+    teachers.record_teacher(second, "anli1", [{"example_id": "a1"}], {**POOLS, "teacher_train": 650}, started_from=first)
+    record = teachers.read_teacher_record(second)
     assert record["trained_on"] == {"esnli": ["e1", "e2", "e3"], "anli1": ["a1"]}
     assert [r["dataset"] for r in record["runs"]] == ["esnli", "esnli", "anli1"] and "unrecorded_start" not in record
-    assert dq.read_teacher_record(tmp_path) is None
-    (tmp_path / dq.TEACHER_RECORD).write_text('{"trained_on": {}}')
+    assert teachers.read_teacher_record(tmp_path) is None
+    (tmp_path / teachers.TEACHER_RECORD).write_text('{"trained_on": {}}')
     with pytest.raises(ValueError, match=r"salient_teacher.json is damaged \(it should hold trained_on and runs; .*"
                                          r"delete it to use the teacher unchecked, or fine-tune a new teacher"):
-        dq.read_teacher_record(tmp_path)
+        teachers.read_teacher_record(tmp_path)
 
 
-def test_a_teacher_started_from_an_unrecorded_one_keeps_saying_so(dq, tmp_path):
+def test_a_teacher_started_from_an_unrecorded_one_keeps_saying_so(tmp_path):
     old = tiny_classifier(tmp_path / "old-teacher", NLI)  # saved before records existed
-    new = dq.init_teacher(tmp_path / "new-teacher", old, NLI)
-    dq.record_teacher(new, "anli1", [{"example_id": "a1"}], POOLS, started_from=old)
+    new = teachers.init_teacher(tmp_path / "new-teacher", old, NLI)
+    teachers.record_teacher(new, "anli1", [{"example_id": "a1"}], POOLS, started_from=old)
     logs = []
-    dq.check_teacher_rows("--teacher-dir", new, "anli1", {"student": [], "validation": [], "test": []}, False,
+    teachers.check_teacher_rows("--teacher-dir", new, "anli1", {"student": [], "validation": [], "test": []}, False,
                           logs.append)
     assert len(logs) == 1 and f"started from {old}, which had no salient_teacher.json" in logs[0]
 
 
-def test_a_reused_teacher_that_saw_this_runs_validation_or_test_rows_is_refused(dq, tmp_path):
+def test_a_reused_teacher_that_saw_this_runs_validation_or_test_rows_is_refused(tmp_path):
     path = tiny_classifier(tmp_path / "teacher", NLI)
-    dq.record_teacher(path, "esnli", [{"example_id": i} for i in ("t1", "t2", "s1", "v1")],
+    teachers.record_teacher(path, "esnli", [{"example_id": i} for i in ("t1", "t2", "s1", "v1")],
                       {**POOLS, "teacher_train": 9000})
     ids = lambda *xs: [{"example_id": x} for x in xs]  # noqa: E731
     logs = []
     clean = {"student": ids("s2", "s3"), "validation": ids("v2"), "test": ids("x1")}
-    dq.check_teacher_rows("--teacher-dir", path, "esnli", clean, False, logs.append)
-    dq.check_teacher_rows("--teacher-dir", path, "anli1", {**clean, "validation": ids("v1")}, False, logs.append)
+    teachers.check_teacher_rows("--teacher-dir", path, "esnli", clean, False, logs.append)
+    teachers.check_teacher_rows("--teacher-dir", path, "anli1", {**clean, "validation": ids("v1")}, False, logs.append)
     with pytest.raises(ValueError, match=r"--teacher-dir .*teacher: that teacher was fine-tuned on 1 of the 2 "
                                          r"validation rows of this esnli run: it trained on 4 esnli rows, carved by "
                                          r"--teacher-train 9000 --n-train 250 --n-val 200 --no-teacher-sees-student, "
                                          r".*Pass the same pool sizes, or drop --teacher-dir"):
-        dq.check_teacher_rows("--teacher-dir", path, "esnli", {**clean, "validation": ids("v1", "v2")}, False,
+        teachers.check_teacher_rows("--teacher-dir", path, "esnli", {**clean, "validation": ids("v1", "v2")}, False,
                               logs.append)
     student = {**clean, "student": ids("s1", "s2")}
     with pytest.raises(ValueError, match=r"1 of the 2 student rows .* or --teacher-sees-student where the teacher "
                                          r"may have seen the student's rows, or drop --teacher-init"):
-        dq.check_teacher_rows("--teacher-init", path, "esnli", student, False, logs.append)
-    dq.check_teacher_rows("--teacher-init", path, "esnli", student, True, logs.append)  # allowed when asked
+        teachers.check_teacher_rows("--teacher-init", path, "esnli", student, False, logs.append)
+    teachers.check_teacher_rows("--teacher-init", path, "esnli", student, True, logs.append)  # allowed when asked
     assert logs == []
-    dq.check_teacher_rows("--teacher-dir", tmp_path, "esnli", clean, False, logs.append)  # no record: said, not refused
+    teachers.check_teacher_rows("--teacher-dir", tmp_path, "esnli", clean, False, logs.append)  # no record: said, not refused
     assert len(logs) == 1 and "cannot be checked" in logs[0]
 
 
@@ -143,7 +145,7 @@ def test_the_benchmark_refuses_a_reused_teacher_before_any_work(dq, tmp_path, sh
     valid = next(p.table for p in prepare(shared_datasets / "esnli", IngestOptions(format="esnli"))
                  if p.split == "valid")
     path = tiny_classifier(tmp_path / "teacher", NLI)
-    dq.record_teacher(path, "esnli", valid.select(["example_id"]).to_pylist(), {**POOLS, "teacher_train": 9000})
+    teachers.record_teacher(path, "esnli", valid.select(["example_id"]).to_pylist(), {**POOLS, "teacher_train": 9000})
     with pytest.raises(ValueError, match=r"fine-tuned on 20 of the 20 student rows, 10 of the 10 validation rows of "
                                          r"this esnli run"):
         dq.main(["--task", "real", "--datasets", "esnli", "--teacher-dir", str(path), "--n-train", "20",
@@ -192,10 +194,10 @@ def test_teacher_out_saves_the_teacher_where_the_next_runs_teacher_init_takes_it
             "--teacher-steps", "1", "--teacher-batch", "4", "--max-input-tokens", "128", "--arms", "teacher"]
     esnli, anli = tmp_path / "esnli-teacher", tmp_path / "anli-teacher"
     assert dq.main([*tiny, "--datasets", "esnli", "--teacher-out", str(esnli), "--store", str(tmp_path / "s1")]) == 0
-    assert len(dq.read_teacher_record(esnli)["trained_on"]["esnli"]) == 8
+    assert len(teachers.read_teacher_record(esnli)["trained_on"]["esnli"]) == 8
     assert dq.main([*tiny, "--datasets", "anli1", "--no-teacher-sees-student", "--teacher-init", str(esnli),
                     "--teacher-out", str(anli), "--store", str(tmp_path / "s2")]) == 0
-    record = dq.read_teacher_record(anli)
+    record = teachers.read_teacher_record(anli)
     assert {d: len(ids) for d, ids in record["trained_on"].items()} == {"esnli": 8, "anli1": 8}
     assert f"teacher fine-tuned on 8 rows in {anli}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:  # a saved teacher is never written over
@@ -228,17 +230,17 @@ def test_a_teacher_that_fails_to_train_leaves_nothing_at_teacher_out(dq, tmp_pat
     assert list(out.parent.iterdir()) == []  # and nothing half-built beside it
 
 
-def test_student_folds_cut_the_pool_in_order_and_refuse_a_count_that_cannot(dq):
+def test_student_folds_cut_the_pool_in_order_and_refuse_a_count_that_cannot():
     pool = [{"example_id": f"s{i}"} for i in range(7)]
-    assert dq.student_folds(pool, 1, "anli1") == [pool]
-    folds = dq.student_folds(pool, 3, "anli1")
+    assert teachers.student_folds(pool, 1, "anli1") == [pool]
+    folds = teachers.student_folds(pool, 3, "anli1")
     assert [[r["example_id"] for r in f] for f in folds] == [["s0", "s1"], ["s2", "s3"], ["s4", "s5", "s6"]]
     for k in (0, 8):
         with pytest.raises(ValueError, match=rf"anli1: --teacher-folds {k} cannot cut 7 student rows into {k} parts; "
                                              r"pass 1 to 7"):
-            dq.student_folds(pool, k, "anli1")
+            teachers.student_folds(pool, k, "anli1")
     with pytest.raises(ValueError, match=r"cannot cut 0 student rows into 2 parts; ask for student rows \(--n-train\)"):
-        dq.student_folds([], 2, "anli1")
+        teachers.student_folds([], 2, "anli1")
 
 
 FOLD_RUN = ["--task", "real", "--datasets", "anli1", "--n-train", "10", "--n-val", "10", "--n-test", "10",
@@ -258,7 +260,7 @@ def test_fold_teachers_answer_only_student_rows_they_never_saw(dq, tmp_path, sha
     assert dq.main([*FOLD_RUN, "--teacher-folds", "2", "--teacher-init", str(start), "--teacher-out", str(out),
                     "--store", str(tmp_path / "s1"), "--json", str(tmp_path / "r.json")]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["fold-0", "fold-1"]
-    trained = {k: set(dq.read_teacher_record(out / f"fold-{k}")["trained_on"]["anli1"]) for k in (0, 1)}
+    trained = {k: set(teachers.read_teacher_record(out / f"fold-{k}")["trained_on"]["anli1"]) for k in (0, 1)}
     by_teacher = {}
     for path, ids in answered:
         by_teacher.setdefault(path.resolve(), []).append(ids)
@@ -342,17 +344,17 @@ def test_a_fold_teacher_that_fails_to_train_leaves_no_fold_at_teacher_out(dq, tm
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
-def test_fold_teacher_hints_name_a_fix_the_run_takes_and_a_report_without_test_rows_stays_empty(dq, tmp_path):
+def test_fold_teacher_hints_name_a_fix_the_run_takes_and_a_report_without_test_rows_stays_empty(tmp_path):
     path = tiny_classifier(tmp_path / "teacher", NLI)
-    dq.record_teacher(path, "anli1", [{"example_id": "s1"}], POOLS)
+    teachers.record_teacher(path, "anli1", [{"example_id": "s1"}], POOLS)
     pools = {"student": [{"example_id": "s1"}], "validation": [], "test": []}
     with pytest.raises(ValueError, match=r"Pass the same pool sizes \(with --teacher-folds 2, every fold starts from "
                                          r"--teacher-init, so it must not have seen any student row\), or drop "
                                          r"--teacher-init") as refused:
-        dq.check_teacher_rows("--teacher-init", path, "anli1", pools, False, print, folds=2)
+        teachers.check_teacher_rows("--teacher-init", path, "anli1", pools, False, print, folds=2)
     assert "--teacher-sees-student" not in str(refused.value)  # refused beside --teacher-folds: not offered
     row = {"dataset": "anli1", "student": "teacher", "test_mean": None, "test_std": None, "per_seed": [],
            "val_mean": 0.5, "paired": None, "best_steps": []}
-    folded = dq.with_fold_teachers(row, [(0.5, None), (0.25, None)])  # --n-test 0
+    folded = teachers.with_fold_teachers(row, [(0.5, None), (0.25, None)])  # --n-test 0
     assert folded["test_mean"] is None and folded["per_seed"] == [] and folded["val_mean"] == pytest.approx(0.375)
-    assert dq.with_fold_teachers(row, [(0.5, None)]) == row  # one teacher: its row as it is
+    assert teachers.with_fold_teachers(row, [(0.5, None)]) == row  # one teacher: its row as it is

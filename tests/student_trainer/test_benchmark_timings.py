@@ -4,26 +4,28 @@ from __future__ import annotations
 import json
 import re
 
+from benchmarks.distill import arms
+
 
 def stages_of(out: str, dataset: str) -> dict[str, int]:
     table = out[out.index("where the time went (wall seconds, this run):"):]
     return {k: int(v) for k, v in re.findall(rf"^\| {dataset} \| ([^|]+?) \| (\d+) \|$", table, re.MULTILINE)}
 
 
-def test_the_time_table_adds_up_to_each_total_in_whole_seconds(dq):
+def test_the_time_table_adds_up_to_each_total_in_whole_seconds():
     timings = [{"dataset": "esnli", "stage": "data (read the dataset files)", "seconds": 1.4},
-               {"dataset": "esnli", "stage": dq.TEACHER_STAGE, "seconds": 2.6},
+               {"dataset": "esnli", "stage": arms.TEACHER_STAGE, "seconds": 2.6},
                {"dataset": "esnli", "stage": "arm plain", "seconds": 3.5},
                {"dataset": "esnli", "stage": "total", "seconds": 10.2},
                {"dataset": "planted", "stage": "total", "seconds": 7.0}]
-    esnli = stages_of(dq.time_table(timings), "esnli")
-    assert esnli == {"data (read the dataset files)": 1, dq.TEACHER_STAGE: 3, "arm plain": 4,
+    esnli = stages_of(arms.time_table(timings), "esnli")
+    assert esnli == {"data (read the dataset files)": 1, arms.TEACHER_STAGE: 3, "arm plain": 4,
                      "between the stages": 2, "total": 10}
-    assert stages_of(dq.time_table(timings), "planted") == {"total": 7}  # no stages: no "between" row
+    assert stages_of(arms.time_table(timings), "planted") == {"total": 7}  # no stages: no "between" row
     # rounding each stage alone would print 1 + 1 + 1 (+ 0 between) against a total of 2; on the running sum
     # they add up
-    arms = [{"dataset": "svamp", "stage": f"arm {i}", "seconds": 0.6} for i in range(3)]
-    svamp = stages_of(dq.time_table([*arms, {"dataset": "svamp", "stage": "total", "seconds": 1.9}]), "svamp")
+    stages = [{"dataset": "svamp", "stage": f"arm {i}", "seconds": 0.6} for i in range(3)]
+    svamp = stages_of(arms.time_table([*stages, {"dataset": "svamp", "stage": "total", "seconds": 1.9}]), "svamp")
     assert sum(v for k, v in svamp.items() if k != "total") == svamp["total"] == 2
 
 
@@ -37,7 +39,7 @@ def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_t
                     "--max-input-tokens", "64", "--arms", "plain,rationale,kd", "--store", str(tmp_path / "s"),
                     "--teacher-out", str(tmp_path / "teacher"), "--json", str(out_json)]) == 0
     stages = stages_of(capsys.readouterr().out, "esnli")
-    assert list(stages) == ["data (read the dataset files)", dq.TEACHER_STAGE, "attribution (rows written to the store)",
+    assert list(stages) == ["data (read the dataset files)", arms.TEACHER_STAGE, "attribution (rows written to the store)",
                             "arm rationale (and its plain baseline)", "arm kd", "between the stages", "total"]
     assert sum(v for k, v in stages.items() if k != "total") == stages["total"]
     rows = {r["student"]: r for r in json.loads(out_json.read_text())}
@@ -58,12 +60,12 @@ def test_a_reused_teacher_has_no_teacher_time_and_a_teacher_only_run_has_one(dq,
     teacher, first, second = tmp_path / "teacher", tmp_path / "first.json", tmp_path / "second.json"
     assert dq.main([*tiny, "--arms", "teacher", "--teacher-out", str(teacher), "--store", str(tmp_path / "s1"),
                     "--json", str(first)]) == 0
-    assert dq.TEACHER_STAGE in stages_of(capsys.readouterr().out, "esnli")
+    assert arms.TEACHER_STAGE in stages_of(capsys.readouterr().out, "esnli")
     assert json.loads(first.read_text())[0]["seconds"] > 0
     assert dq.main([*tiny, "--arms", "plain", "--teacher-dir", str(teacher), "--student-layers", "1", "--steps", "1",
                     "--eval-every", "1", "--batch-size", "4", "--seeds", "0", "--store", str(tmp_path / "s2"),
                     "--json", str(second)]) == 0
     stages = stages_of(capsys.readouterr().out, "esnli")
-    assert dq.TEACHER_STAGE not in stages and "arm plain" in stages
+    assert arms.TEACHER_STAGE not in stages and "arm plain" in stages
     rows = {r["student"]: r for r in json.loads(second.read_text())}
     assert rows["teacher"]["seconds"] is None

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from attribution_worker.templates import resolve_template
 from attribution_worker.units import top_k, word_units
 from storage.adapters import cqa_input
 from student_trainer.data import rationale_spans
 from student_trainer.equation_templates import mark_quantities
+
+from benchmarks.distill import rationales
 
 CHOICES = ["wash dishes", "eat vegetables", "eat quickly", "have food", "eat hamburger"]
 
@@ -45,7 +45,7 @@ def tagged(row: dict) -> list[tuple[str, int]]:
     return [(row["input_text"][s:e], s) for s, e in rationale_spans(row)]
 
 
-def test_answer_rationale_keeps_question_words_and_tags_the_answer_line(dq):
+def test_answer_rationale_keeps_question_words_and_tags_the_answer_line():
     # "eat" occurs in the question and in three choices; the teacher's top 6 has two question words and
     # three words of wrong choices ("eat" of "eat vegetables", "hamburger", "dishes") plus "hungry".
     row = teacher_row("Why did the hungry child eat so fast?",
@@ -54,7 +54,7 @@ def test_answer_rationale_keeps_question_words_and_tags_the_answer_line(dq):
     text = row["input_text"]
     line = text.index("\n(c) eat quickly")
 
-    out = dq.with_answer_units(row, "eat quickly", CHOICES)
+    out = rationales.with_answer_units(row, "eat quickly", CHOICES)
     assert out["rationale"] == ["hungry", "child", "fast?", "eat", "quickly"]
     spans = tagged(out)
     assert [w for w, _ in spans] == out["rationale"]
@@ -64,44 +64,44 @@ def test_answer_rationale_keeps_question_words_and_tags_the_answer_line(dq):
     assert out["method"] == "saliency+answer"
     assert row["rationale"] == ["hungry", "child", "fast?", "dishes", "eat", "hamburger"]  # the input row is kept
 
-    gold = dq.with_answer_units(row, "wash dishes", CHOICES)  # an answer the teacher already half named
+    gold = rationales.with_answer_units(row, "wash dishes", CHOICES)  # an answer the teacher already half named
     assert gold["rationale"] == ["hungry", "child", "fast?", "wash", "dishes"]
     assert [w for w, _ in tagged(gold)] == gold["rationale"]
 
 
-def test_answer_rationale_leaves_rows_it_cannot_place_alone(dq):
+def test_answer_rationale_leaves_rows_it_cannot_place_alone():
     row = teacher_row("Why did the hungry child eat so fast?", {"hungry": 0.9})
-    assert dq.with_answer_units(row, None, CHOICES) is row  # the teacher gave no answer (an error row)
-    assert dq.with_answer_units(row, "a sandwich", CHOICES) is row  # not one of the choices
+    assert rationales.with_answer_units(row, None, CHOICES) is row  # the teacher gave no answer (an error row)
+    assert rationales.with_answer_units(row, "a sandwich", CHOICES) is row  # not one of the choices
     flat = {**row, "input_text": row["input_text"].replace("\n(c) ", " (c) ")}  # no choice line to find
-    assert dq.with_answer_units(flat, "eat quickly", CHOICES) is flat
+    assert rationales.with_answer_units(flat, "eat quickly", CHOICES) is flat
 
 
-def test_palm_projection_tags_the_words_the_chain_of_thought_uses(dq):
+def test_palm_projection_tags_the_words_the_chain_of_thought_uses():
     row = teacher_row("Why did the hungry child eat so fast?", {"hungry": 0.9})
-    out = dq.palm_projection(row, "A hungry child eats quickly. So the answer is eat quickly.", common={"the"})
+    out = rationales.palm_projection(row, "A hungry child eats quickly. So the answer is eat quickly.", common={"the"})
     # every unit the text names, each occurrence (case and punctuation aside): "So" names the question's "so"
     assert out["rationale"] == ["hungry", "child", "eat", "so", "eat", "eat", "quickly", "eat"]
     assert [w for w, _ in tagged(out)] == out["rationale"]
 
 
-def test_quantity_rationale_tags_the_quantities_the_template_uses(dq):
+def test_quantity_rationale_tags_the_quantities_the_template_uses():
     text = mark_quantities("Tom had 3 apples and 3 pears. He ate 2 of them.")
     assert text == "Tom had n0 3 apples and n1 3 pears. He ate n2 2 of them."
     # the teacher's top 6 has n0 and its "3", which the template "( n1 - n2 )" does not use
     row = engine_row(text, {"apples": 0.9, "n0": 0.8, "3#1": 0.7, "ate": 0.6, "them.": 0.5, "Tom": 0.4})
     assert row["rationale"] == ["Tom", "n0", "3", "apples", "ate", "them."]
 
-    out = dq.with_quantity_units(row, "( n1 - n2 )")
+    out = rationales.with_quantity_units(row, "( n1 - n2 )")
     assert out["rationale"] == ["Tom", "apples", "n1", "3", "ate", "n2", "2", "them."]
     spans = tagged(out)
     assert [w for w, _ in spans] == out["rationale"]
     assert spans[3][1] == text.index("n1 3") + 3  # the pears' 3, not the apples'
     assert out["method"] == "saliency+quantities"
-    assert dq.with_quantity_units(row, None) is row  # the teacher gave no answer
-    assert dq.with_quantity_units(row, "( n0 + n5 )") is row  # a quantity the input lacks
+    assert rationales.with_quantity_units(row, None) is row  # the teacher gave no answer
+    assert rationales.with_quantity_units(row, "( n0 + n5 )") is row  # a quantity the input lacks
     dollars = engine_row(mark_quantities("It cost $3 and $4."), {"cost": 0.9}, k=1)  # "$n0": the name is still n0
-    assert dq.with_quantity_units(dollars, "( n0 + n1 )")["rationale"] == ["cost", "$n0", "3", "$n1", "4."]
+    assert rationales.with_quantity_units(dollars, "( n0 + n1 )")["rationale"] == ["cost", "$n0", "3", "$n1", "4."]
 
 
 def test_content_rationale_takes_the_next_content_words_and_their_own_spans():
