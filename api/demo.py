@@ -39,7 +39,8 @@ DSS_DATASETS = (("cqa", "cqa", "cqa"), ("svamp", "svamp", "svamp"), ("esnli", "e
 DEMO_DATASET = "esnli-demo"
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
 SLICE_SPLITS = ("train", "valid", "test")
-REAL_DATA_TABLE = "docs/trainer.md, \"The demo's comparison\" (and the four datasets after it)"
+REAL_DATA_TABLE = ("docs/trainer.md, \"The demo's comparison\"; the four datasets: \"Where each dataset stands\" "
+                   "there, and every run in docs/quality-runs.md")
 
 
 @dataclass(frozen=True)

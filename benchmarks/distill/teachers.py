@@ -135,7 +135,8 @@ def teacher_sees_student(name: str, args) -> bool:
     """Whether the teacher also trains on the student's pool (never on validation or test), as a teacher fine-tuned
     on the task's training data would: `--teacher-sees-student` where given, else only on SVAMP, whose 800
     training problems cannot fill three pools. Elsewhere a teacher disjoint from the student's rows gives an
-    out-of-sample distribution to distil (on ANLI-R1 it was the one that helped; docs/trainer.md)."""
+    out-of-sample distribution to distil (on ANLI-R1 it was the one that helped; docs/quality-runs.md, "ANLI-R1
+    with an e-SNLI teacher fine-tuned on ANLI")."""
     return args.teacher_sees_student if args.teacher_sees_student is not None else name == "svamp"
 
 

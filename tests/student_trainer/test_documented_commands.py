@@ -1,6 +1,6 @@
-"""Every `benchmarks/distill_quality.py` command in docs/trainer.md (where the benchmark's recipes are; the README
-names them inline) still gets through the benchmark's argument parsing and checks, so a renamed or removed flag
-cannot leave a documented recipe that no longer runs.
+"""Every `benchmarks/distill_quality.py` command in docs/trainer.md and docs/quality-runs.md (where the benchmark's
+recipes and measured runs are; the README names them inline) still gets through the benchmark's argument parsing
+and checks, so a renamed or removed flag cannot leave a documented recipe that no longer runs.
 
 Each command runs `main` up to the point where the store would open (patched to stop there): argparse and the
 cross-flag checks made before any work (`--teacher-out`, `--teacher-dir` with `--teacher-init`, arm names, sizes)
@@ -16,7 +16,8 @@ import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "trainer.md"
+DOC = ROOT / "docs" / "trainer.md"  # the target table and the commands behind it
+DOCS = (DOC, ROOT / "docs" / "quality-runs.md")  # and every measured run's command
 TARGET_BLOCK = "**The commands behind each dataset's target row, from nothing.**"
 
 
@@ -44,18 +45,20 @@ def test_every_documented_distill_quality_command_parses(dq, monkeypatch, tmp_pa
     monkeypatch.setattr(dq.torch, "set_num_threads", lambda n: None)  # --threads: not this process's business
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(dq.tempfile, "tempdir", str(tmp_path))  # the default store (mkdtemp) made here, not in /tmp
-    found = commands(DOC.read_text())
-    assert len(found) >= 40, f"{DOC.name}: {len(found)} distill_quality.py commands found; the parser lost them"
+    found = {doc.name: commands(doc.read_text()) for doc in DOCS}
+    for name, least in ((DOC.name, 6), ("quality-runs.md", 45)):  # 7 and 49 when written
+        assert len(found[name]) >= least, f"{name}: {len(found[name])} distill_quality.py commands; the parser lost them"
     refused = []
-    for argv in found:
-        try:
-            dq.main(argv)
-        except Stopped:
-            continue
-        except SystemExit as exc:  # argparse's p.error: exit code 2
-            refused.append(f"exit {exc.code}: {' '.join(argv)}")
-        else:
-            refused.append(f"returned without opening a store: {' '.join(argv)}")
+    for name, argvs in found.items():
+        for argv in argvs:
+            try:
+                dq.main(argv)
+            except Stopped:
+                continue
+            except SystemExit as exc:  # argparse's p.error: exit code 2
+                refused.append(f"{name}: exit {exc.code}: {' '.join(argv)}")
+            else:
+                refused.append(f"{name}: returned without opening a store: {' '.join(argv)}")
     assert not refused, "documented commands the benchmark refuses:\n" + "\n".join(refused)
 
 
