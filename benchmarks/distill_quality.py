@@ -41,6 +41,8 @@ rationales.palm_projection), answer_tag_kd / gold_tag_kd (CQA: the teacher's rat
 the words of the teacher's answer, or of the gold answer as a control, + KD; see rationales.with_answer_units; on
 SVAMP templates, the names and numbers of the quantities the answer's template uses,
 rationales.with_quantity_units).
+`--student encdec` (real): every arm trains the generative DSS student instead of the extractive one, on the same
+shards (`predict:` / `explain:`; KD by each choice's sequence likelihood).
 Prints one Markdown table per task (accuracy mean +- std over seeds), then where this run's wall time went (real
 data, per dataset: reading the files, the teacher, attribution, each arm, the time between, total; planted: the
 total); --json writes the rows, and with --task real each arm's and the teacher's carry their wall `seconds`.
@@ -241,7 +243,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     if args.arms == ["teacher"]:
         out = [{**teacher_only(name, rows), "seconds": teacher_seconds(args, name)}]
     else:
-        out = train_arms(cat, name, args, palm=palm, log=log, scorer="exact" if template else "auto")
+        out = train_arms(cat, name, args, palm=palm, log=log, student=args.student,
+                         scorer="exact" if template else "auto")
     return [with_fold_teachers(r, accuracy) if r["student"] == "teacher" else r for r in out]
 
 
@@ -309,7 +312,8 @@ def main(argv=None) -> int:
     p.add_argument("--store", help="store directory (default: a fresh temp dir)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--student", default="tiny")
+    p.add_argument("--student", default=None,
+                   help="planted: the student (default the `tiny` preset; any preset or HF seq2seq id); real: the kind every arm trains, `extractive` (default: classification and token-tagging heads) or `encdec` (the generative DSS student, BERT2BERT from --checkpoint; the `palm` arm is always encdec, and SVAMP equations always are)")
     p.add_argument("--tokenizer", default=None, help="student tokenizer (default: word-level from the rows; "
                    "'minilm' = MiniLM's WordPiece)")
     p.add_argument("--n-train", type=int, default=None, help="student training rows (planted 100, real 2000)")
@@ -400,6 +404,17 @@ def main(argv=None) -> int:
     unknown = set(args.arms) - set(ARMS)
     if args.arms != ["teacher"] and unknown:
         p.error(f"--arms: {sorted(unknown)} unknown; pick from {', '.join(ARMS)}, or `teacher` alone (no students)")
+    if not planted and args.student not in (None, "extractive", "encdec"):
+        p.error(f"--student {args.student}: with --task real every arm trains `extractive` (the default) or `encdec` "
+                "(the generative student); presets and seq2seq ids are for --task planted")
+    if args.student == "encdec":  # refused here, not after the teacher's minutes
+        if "soft_kd" in args.arms:
+            p.error("--student encdec: soft_kd tags the input's tokens with soft targets, which only the extractive "
+                    "student has; drop soft_kd")
+        if args.choice_scoring != "pairs":
+            p.error(f"--student encdec scores each choice by its sequence likelihood; --choice-scoring "
+                    f"{args.choice_scoring} is for the extractive student (drop it)")
+    args.student = args.student or ("tiny" if planted else "extractive")
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")
     if args.teacher_folds < 1:

@@ -71,12 +71,12 @@ def time_table(timings: list[dict]) -> str:
 def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
     """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint.
 
-    student: extractive (the classification datasets) or encdec (SVAMP equations: every arm is the generative
-    student). scorer: the trainer's (`auto` scores datasets named svamp* by equation value; templates: exact)."""
+    student: the kind every arm trains (the `palm` arm is always encdec): extractive, or encdec, the generative
+    student (`--student encdec`; SVAMP equations always). scorer: the trainer's (`auto` scores datasets named svamp* by equation value; templates: exact)."""
     ckpt = minilm_checkpoint() if args.checkpoint == "minilm" else args.checkpoint
     common = dict(student=student, scorer=scorer, checkpoint=ckpt, max_target_tokens=args.max_target_tokens,
-                  student_layers=args.student_layers, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-                  checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
+                  student_layers=args.student_layers, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
+                  lr=args.lr, eval_every=args.eval_every, checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
                   choice_scoring=args.choice_scoring if student == "extractive" else "pairs",
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
                   extra={"benchmark": "distill_quality", "args": stored_args(args)})
@@ -151,6 +151,8 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
             diffs = [r["test_accuracy"] - base[r["seed"]] for r in v["per_seed"] if r["seed"] in base]
             paired = {"mean": statistics.fmean(diffs), "std": statistics.pstdev(diffs) if len(diffs) > 1 else 0.0,
                       "values": diffs}
+        if student != "extractive" and "encdec" not in label:  # the kind on every row where it is not the default
+            label = f"{student}: {label}"
         rows.append({"dataset": name, "student": label, "test_mean": test["mean"], "test_std": test["std"],
                      "per_seed": test["values"], "val_mean": v["val_accuracy"]["mean"], "paired": paired,
                      "best_steps": [r["best_step"] for r in v["per_seed"]], "seconds": seconds.get(arm)})
