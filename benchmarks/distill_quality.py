@@ -407,7 +407,7 @@ def main(argv=None) -> int:
     if not planted and args.student not in (None, "extractive", "encdec"):
         p.error(f"--student {args.student}: with --task real every arm trains `extractive` (the default) or `encdec` "
                 "(the generative student); presets and seq2seq ids are for --task planted")
-    if args.student == "encdec":  # refused here, not after the teacher's minutes
+    if not planted and args.student == "encdec":  # refused here, not after the teacher's minutes
         if "soft_kd" in args.arms:
             p.error("--student encdec: soft_kd tags the input's tokens with soft targets, which only the extractive "
                     "student has; drop soft_kd")

@@ -151,8 +151,8 @@ def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extract
             diffs = [r["test_accuracy"] - base[r["seed"]] for r in v["per_seed"] if r["seed"] in base]
             paired = {"mean": statistics.fmean(diffs), "std": statistics.pstdev(diffs) if len(diffs) > 1 else 0.0,
                       "values": diffs}
-        if student != "extractive" and "encdec" not in label:  # the kind on every row where it is not the default
-            label = f"{student}: {label}"
+        if args.student == "encdec" and "encdec" not in label:  # --student encdec: every row names the kind
+            label = f"encdec: {label}"
         rows.append({"dataset": name, "student": label, "test_mean": test["mean"], "test_std": test["std"],
                      "per_seed": test["values"], "val_mean": v["val_accuracy"]["mean"], "paired": paired,
                      "best_steps": [r["best_step"] for r in v["per_seed"]], "seconds": seconds.get(arm)})

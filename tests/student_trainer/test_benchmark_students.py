@@ -26,7 +26,10 @@ def test_student_encdec_trains_every_arm_as_the_generative_student(dq, tmp_path,
         runs = cat.runs()
     kinds = {json.loads(r["config"])["student"] for r in runs}
     assert kinds == {"encdec"}, kinds  # the rationale run (with its plain twin), kd and palm: no extractive run
-    assert any(json.loads(r["config"]).get("kd_weight") for r in runs)  # the generative student took the KD term
+    kd_runs = [r["run_id"] for r in runs if json.loads(r["config"]).get("kd_weight")]
+    assert len(kd_runs) == 1
+    steps = json.loads((tmp_path / "s" / "runs" / kd_runs[0] / "work" / "student-seed0" / "result.json").read_text())
+    assert all(step["kd_loss"] > 0 for step in steps["history"])  # the generative student's loss had the KD term
 
 
 @pytest.mark.parametrize("extra, says", [
