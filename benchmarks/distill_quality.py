@@ -305,6 +305,27 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     return train_arms(cat, "svamp", args, palm=palm, log=log, student="encdec")
 
 
+TASK_DEFAULTS = {  # flag -> (planted, real): what a run takes where the flag is not given, and what --help says
+    "n_train": (100, 250), "n_val": (200, 300), "n_test": (1000, 1000), "teacher_train": (3000, 3000),
+    "teacher_steps": (1500, 200), "teacher_lr": (3e-3, 5e-5), "method": ("occlusion", "saliency"), "k": (1, 6),
+    "steps": (300, 160), "batch_size": (32, 16), "lr": (3e-3, 1e-4), "label_weight": (0.5, 0.8),
+}
+
+
+def by_task(key: str) -> str:
+    """The defaults of `key` as --help gives them: "(planted 100, real 250)"."""
+    planted, real = TASK_DEFAULTS[key]
+    return f"(planted {planted:g}, real {real:g})" if isinstance(real, float) else f"(planted {planted}, real {real})"
+
+
+def with_task_defaults(args) -> argparse.Namespace:
+    """`args` with each TASK_DEFAULTS flag that was not given set to its task's default."""
+    for key, (for_planted, for_real) in TASK_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, for_planted if args.task == "planted" else for_real)
+    return args
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=("planted", "real"), required=True)
@@ -316,29 +337,29 @@ def main(argv=None) -> int:
                    help="planted: the student (default the `tiny` preset; any preset or HF seq2seq id); real: the kind every arm trains, `extractive` (default: classification and token-tagging heads) or `encdec` (the generative DSS student, BERT2BERT from --checkpoint; the `palm` arm is always encdec, and SVAMP equations always are)")
     p.add_argument("--tokenizer", default=None, help="student tokenizer (default: word-level from the rows; "
                    "'minilm' = MiniLM's WordPiece)")
-    p.add_argument("--n-train", type=int, default=None, help="student training rows (planted 100, real 2000)")
-    p.add_argument("--n-val", type=int, default=None, help="validation rows (planted 200, real 300)")
-    p.add_argument("--n-test", type=int, default=None, help="test rows (planted 1000, real 1000)")
+    p.add_argument("--n-train", type=int, default=None, help=f"student training rows {by_task('n_train')}")
+    p.add_argument("--n-val", type=int, default=None, help=f"validation rows {by_task('n_val')}")
+    p.add_argument("--n-test", type=int, default=None, help=f"test rows {by_task('n_test')}")
     p.add_argument("--test-offset", type=int, default=0, help="real: skip this many test rows (example-id order) "
                    "before taking --n-test, to score rows an earlier run did not read")
-    p.add_argument("--teacher-train", type=int, default=None, help="teacher training rows (planted 3000, real 3000)")
-    p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (planted 1500, real 400)")
+    p.add_argument("--teacher-train", type=int, default=None, help=f"teacher training rows {by_task('teacher_train')}")
+    p.add_argument("--teacher-steps", type=int, default=None, help=f"teacher steps {by_task('teacher_steps')}")
     p.add_argument("--teacher-batch", type=int, default=None, help="teacher batch (32; svamp equation writer 16)")
     p.add_argument("--teacher-micro-batch", type=int, default=None,
                    help="teacher training: at most this many examples per forward pass, gradients accumulated over the "
                         "step's batch (the same update up to dropout masks; a CQA teacher step ran 1.88x as fast "
                         "in passes of 8 questions on 2 cores: benchmarks/teacher_step.py). Default: the whole batch, "
                         "which reproduces the teachers of the documented runs")
-    p.add_argument("--teacher-lr", type=float, default=None, help="teacher AdamW LR (planted 3e-3, real 5e-5)")
+    p.add_argument("--teacher-lr", type=float, default=None, help=f"teacher AdamW LR {by_task('teacher_lr')}")
     p.add_argument("--word-dropout", type=float, default=0.2,
                    help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
-    p.add_argument("--method", default=None, help="attribution method (planted occlusion, real saliency)")
-    p.add_argument("--k", type=int, default=None, help="rationale words (planted 1, real 5)")
-    p.add_argument("--steps", type=int, default=None, help="student steps (planted 300, real 1000)")
-    p.add_argument("--batch-size", type=int, default=None, help="student batch (planted 32, real 16)")
-    p.add_argument("--lr", type=float, default=None, help="student AdamW LR (planted 3e-3, real 1e-4)")
+    p.add_argument("--method", default=None, help=f"attribution method {by_task('method')}")
+    p.add_argument("--k", type=int, default=None, help=f"rationale words {by_task('k')}")
+    p.add_argument("--steps", type=int, default=None, help=f"student steps {by_task('steps')}")
+    p.add_argument("--batch-size", type=int, default=None, help=f"student batch {by_task('batch_size')}")
+    p.add_argument("--lr", type=float, default=None, help=f"student AdamW LR {by_task('lr')}")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--label-weight", type=float, default=None, help="a of the rationale arms (planted 0.5, real 0.8)")
+    p.add_argument("--label-weight", type=float, default=None, help=f"a of the rationale arms {by_task('label_weight')}")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--max-input-tokens", type=int, default=128)
     p.add_argument("--max-target-tokens", type=int, default=32)
@@ -446,14 +467,7 @@ def main(argv=None) -> int:
         p.error(f"--teacher-micro-batch must be at least 1 (examples per forward pass), got {args.teacher_micro_batch}")
     if args.teacher_batch is not None and args.teacher_batch < 1:
         p.error(f"--teacher-batch must be at least 1 (examples per teacher step), got {args.teacher_batch}")
-    defaults = dict(n_train=100 if planted else 250, n_val=200 if planted else 300, n_test=1000,
-                    teacher_train=3000, teacher_steps=1500 if planted else 200,
-                    teacher_lr=3e-3 if planted else 5e-5,
-                    method="occlusion" if planted else "saliency", k=1 if planted else 6, steps=300 if planted else 160,
-                    batch_size=32 if planted else 16, lr=3e-3 if planted else 1e-4, label_weight=0.5 if planted else 0.8)
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    with_task_defaults(args)
     if args.tokenizer == "minilm":
         args.tokenizer = minilm_checkpoint()
     if args.threads:

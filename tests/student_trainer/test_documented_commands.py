@@ -11,9 +11,12 @@ documented `--teacher-out salient-data/teachers/...` paths do not exist yet, as 
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "trainer.md"  # the target table and the commands behind it
@@ -68,3 +71,18 @@ def test_the_target_block_has_a_recipe_for_each_of_the_four_datasets():
     block = text[text.index(TARGET_BLOCK):].split("```")[1]
     datasets = [argv[argv.index("--datasets") + 1] for argv in commands(f"```{block}```")]
     assert sorted(set(datasets)) == ["anli1", "cqa", "esnli", "svamp"], datasets
+
+
+
+def test_help_gives_the_defaults_each_task_takes(dq, capsys):
+    """--help's "(planted X, real Y)" and the values a run takes without the flag come from one table."""
+    with pytest.raises(SystemExit):
+        dq.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for key, (planted, real) in dq.TASK_DEFAULTS.items():
+        assert dq.by_task(key) in shown, f"--help does not give {key}'s defaults {dq.by_task(key)}"
+        for task, value in (("planted", planted), ("real", real)):
+            args = dq.with_task_defaults(argparse.Namespace(task=task, **dict.fromkeys(dq.TASK_DEFAULTS)))
+            assert getattr(args, key) == value, (task, key)
+    given = dq.with_task_defaults(argparse.Namespace(task="real", **{**dict.fromkeys(dq.TASK_DEFAULTS), "k": 3}))
+    assert given.k == 3  # a flag that was given stays
