@@ -334,7 +334,10 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--student", default=None,
-                   help="planted: the student (default the `tiny` preset; any preset or HF seq2seq id); real: the kind every arm trains, `extractive` (default: classification and token-tagging heads) or `encdec` (the generative DSS student, BERT2BERT from --checkpoint; the `palm` arm is always encdec, and SVAMP equations always are)")
+                   help="planted: the student (default the `tiny` preset; any preset or HF seq2seq id); real: the "
+                   "kind every arm trains, `extractive` (default: classification and token-tagging heads) or "
+                   "`encdec` (the generative DSS student, BERT2BERT from --checkpoint; the `palm` arm is always "
+                   "encdec, and SVAMP equations always are)")
     p.add_argument("--tokenizer", default=None, help="student tokenizer (default: word-level from the rows; "
                    "'minilm' = MiniLM's WordPiece)")
     p.add_argument("--n-train", type=int, default=None, help=f"student training rows {by_task('n_train')}")
