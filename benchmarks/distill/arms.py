@@ -68,22 +68,27 @@ def time_table(timings: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive", scorer: str = "auto") -> list[dict]:
+def train_arms(cat, name: str, args, *, palm: bool, log, student: str = "extractive",
+               scorer: str = "auto") -> list[dict]:
     """The real-data arms on identical rows and seeds; each run keeps its best validation checkpoint.
 
     student: the kind every arm trains (the `palm` arm is always encdec): extractive, or encdec, the generative
-    student (`--student encdec`; SVAMP equations always). scorer: the trainer's (`auto` scores datasets named svamp* by equation value; templates: exact)."""
+    student (`--student encdec`; SVAMP equations always). scorer: the trainer's (`auto` scores datasets named
+    svamp* by equation value; templates: exact)."""
     ckpt = minilm_checkpoint() if args.checkpoint == "minilm" else args.checkpoint
     common = dict(student=student, scorer=scorer, checkpoint=ckpt, max_target_tokens=args.max_target_tokens,
                   student_layers=args.student_layers, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
-                  lr=args.lr, eval_every=args.eval_every, checkpoint_every=max(args.steps, 1), max_input_tokens=args.max_input_tokens, progress=False,
+                  lr=args.lr, eval_every=args.eval_every, checkpoint_every=max(args.steps, 1),
+                  max_input_tokens=args.max_input_tokens, progress=False,
                   choice_scoring=args.choice_scoring if student == "extractive" else "pairs",
                   threads=args.threads, warmup_steps=args.warmup_steps, kd_temperature=args.kd_temperature,
                   extra={"benchmark": "distill_quality", "args": stored_args(args)})
     a, w = args.label_weight, args.kd_weight
     plans = {  # arm -> (TrainConfig overrides, row label)
-        "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms), f"{student}, teacher rationales (a={a})"),
-        "kd": (dict(label_weight=1.0, kd_weight=w), f"KD on the teacher's distribution (w={w}, tau={args.kd_temperature})"),
+        "rationale": (dict(label_weight=a, compare_baseline="plain" in args.arms),
+                      f"{student}, teacher rationales (a={a})"),
+        "kd": (dict(label_weight=1.0, kd_weight=w),
+               f"KD on the teacher's distribution (w={w}, tau={args.kd_temperature})"),
         "rationale_kd": (dict(label_weight=a, kd_weight=w), f"rationales + KD (a={a}, w={w})"),
         "content_kd": (dict(label_weight=a, kd_weight=w, rationale_max_df=args.palm_max_df),
                        f"teacher rationales, common words left out (--rationale-max-df {args.palm_max_df:g}), + KD "
