@@ -9,11 +9,9 @@ teachers, the derived rationales, the rows written to the store, the student arm
 
 Everything goes through the real data path: teacher -> AttributionEngine rows -> storage.write_shard
 -> student_trainer.run_training (which reads the shards back through the catalog), in a fresh store
-(a temp dir unless --store). Per dataset, three runs with the same rows and seeds:
-  * `teacher rationales`  DSS multi-task student on the teacher's top-k words, with --compare-baseline,
-                          whose label-only twin is the `plain fine-tuning` row;
-  * `oracle/PaLM`         the same student on the true cue word (planted) or the PaLM chain-of-thought
-                          rationale that DSS used (real data, where ../shared/datasets has it).
+(a temp dir unless --store). Every row of a task's table trains on the same rows and seeds. Planted: the
+DSS student on the teacher's top-k words with --compare-baseline (its label-only twin is the `plain
+fine-tuning` row), and the same student on the true cue word. Real data: the arms of --arms, below.
 
 (a) planted: inputs of `--words` words drawn from a filler vocabulary, one of which is a cue word;
     each class owns `--cues` cue words and the label is the class of the cue. The teacher, a tiny
