@@ -64,6 +64,7 @@ import torch  # noqa: E402
 from storage import Catalog, Store  # noqa: E402
 from storage.parquet_io import atomic_dir  # noqa: E402
 from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
+from student_trainer import TrainConfig  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
 from student_trainer.data import id_order_slice, pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
@@ -429,13 +430,13 @@ def main(argv=None) -> int:
     if not planted and args.student not in (None, "extractive", "encdec"):
         p.error(f"--student {args.student}: with --task real every arm trains `extractive` (the default) or `encdec` "
                 "(the generative student); presets and seq2seq ids are for --task planted")
-    if not planted and args.student == "encdec":  # refused here, not after the teacher's minutes
-        if "soft_kd" in args.arms:
-            p.error("--student encdec: soft_kd tags the input's tokens with soft targets, which only the extractive "
-                    "student has; drop soft_kd")
-        if args.choice_scoring != "pairs":
-            p.error(f"--student encdec scores each choice by its sequence likelihood; --choice-scoring "
-                    f"{args.choice_scoring} is for the extractive student (drop it)")
+    if not planted and args.student == "encdec":  # the trainer's own checks, here, not after the teacher's minutes
+        try:
+            TrainConfig(dataset="parse-time check", student="encdec", checkpoint=args.checkpoint,
+                        choice_scoring=args.choice_scoring,
+                        rationale_target="soft" if "soft_kd" in args.arms else "top_k")
+        except ValueError as e:
+            p.error(f"--student encdec: {e}" + (" (the soft_kd arm)" if "soft_kd" in args.arms else ""))
     args.student = args.student or ("tiny" if planted else "extractive")
     if args.teacher_dir and args.teacher_init:
         p.error("--teacher-dir reuses a teacher as it is and --teacher-init fine-tunes one further: pass one of them")

@@ -34,8 +34,8 @@ def test_student_encdec_trains_every_arm_as_the_generative_student(dq, tmp_path,
 
 @pytest.mark.parametrize("extra, says", [
     (["--student", "small"], "--student small: with --task real"),
-    (["--student", "encdec", "--arms", "plain,soft_kd"], "drop soft_kd"),
-    (["--student", "encdec", "--choice-scoring", "spans"], "--choice-scoring spans is for the extractive"),
+    (["--student", "encdec", "--arms", "plain,soft_kd"], "only --student extractive does"),
+    (["--student", "encdec", "--choice-scoring", "spans"], "only --student extractive scores choices"),
 ])
 def test_student_flags_real_data_cannot_take_are_refused_at_parse_time(dq, tmp_path, monkeypatch, capsys, extra,
                                                                         says):
