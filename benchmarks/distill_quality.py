@@ -43,7 +43,9 @@ rationales.with_quantity_units).
 shards (`predict:` / `explain:`; KD by each choice's sequence likelihood).
 Prints one Markdown table per task (accuracy mean +- std over seeds), then where this run's wall time went (real
 data, per dataset: reading the files, the teacher, attribution, each arm, the time between, total; planted: the
-total); --json writes the rows, and with --task real each arm's and the teacher's carry their wall `seconds`.
+total), then the machine it ran on (CPU, cores, torch and its CPU kernels, threads: numbers agree to the digit
+on one machine, not across machines); --json writes the rows, each with that machine, and with --task real each
+arm's and the teacher's carry their wall `seconds`.
 """
 from __future__ import annotations
 
@@ -70,8 +72,8 @@ from student_trainer.data import id_order_slice, pool_split  # noqa: E402
 from student_trainer.planted import PlantedTask, planted_examples  # noqa: E402
 
 from benchmarks.distill.arms import (  # noqa: E402
-    ANSWER_TAG_ARMS, ARMS, KD_ARMS, TEACHER_STAGE, table, teacher_seconds, time_table, timed, train_arms,
-    train_variants)
+    ANSWER_TAG_ARMS, ARMS, KD_ARMS, TEACHER_STAGE, machine, machine_line, table, teacher_seconds, time_table, timed,
+    train_arms, train_variants)
 from benchmarks.distill.rationales import with_rationale  # noqa: E402
 from benchmarks.distill.shards import attribute, write_datasets, write_rows  # noqa: E402
 from benchmarks.distill.teachers import (  # noqa: E402
@@ -474,6 +476,7 @@ def main(argv=None) -> int:
         args.tokenizer = minilm_checkpoint()
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.machine = machine()  # printed under the time table, kept in --json's rows and each student run's config
     root = Path(args.store or tempfile.mkdtemp(prefix="distill-quality-"))
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     log(f"store {root}; args {vars(args)}")
@@ -493,8 +496,9 @@ def main(argv=None) -> int:
         print(f"skipped: {line}")
     if args.timings:
         print("\n" + time_table(args.timings))
+    print(machine_line(args.machine))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps([{**r, "machine": args.machine} for r in rows], indent=2))
     return 0
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+
+import torch
 
 from benchmarks.distill import arms
 
@@ -38,11 +41,22 @@ def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_t
                     "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--seeds", "0", "--threads", "1",
                     "--max-input-tokens", "64", "--arms", "plain,rationale,kd", "--store", str(tmp_path / "s"),
                     "--teacher-out", str(tmp_path / "teacher"), "--json", str(out_json)]) == 0
-    stages = stages_of(capsys.readouterr().out, "esnli")
+    out = capsys.readouterr().out
+    stages = stages_of(out, "esnli")
     assert list(stages) == ["data (read the dataset files)", arms.TEACHER_STAGE, "attribution (rows written to the store)",
                             "arm rationale (and its plain baseline)", "arm kd", "between the stages", "total"]
     assert sum(v for k, v in stages.items() if k != "total") == stages["total"]
-    rows = {r["student"]: r for r in json.loads(out_json.read_text())}
+    # the run says where it ran: under the table, in every JSON row, and in each student run's stored config
+    here = arms.machine()
+    assert here["threads"] == 1 and here["cores"] == os.cpu_count() and here["torch"] == torch.__version__
+    assert out.splitlines()[-1] == arms.machine_line(here)
+    assert f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels), 1 threads" in out
+    rows = json.loads(out_json.read_text())
+    assert all(r["machine"] == here for r in rows)
+    configs = (tmp_path / "s" / "runs").glob("*/config.json")
+    stored = [json.loads(c.read_text())["extra"]["args"]["machine"] for c in configs]
+    assert len(stored) == 2 and all(m == here for m in stored)  # the rationale run (with plain) and the kd run
+    rows = {r["student"]: r for r in rows}
     assert rows.pop("teacher")["seconds"] > 0
     plain = rows.pop("plain fine-tuning (same student, a=1)")["seconds"]
     assert len(rows) == 2 and plain > 0 and all(r["seconds"] > 0 for r in rows.values())
