@@ -164,11 +164,18 @@ def test_micro_batches_give_the_whole_batch_update(tmp_path, monkeypatch, kind):
         trained[micro] = load_file(str(path / "model.safetensors"))
     assert losses[2] == pytest.approx(losses[None], rel=1e-4)  # the parts add up to the batch mean, as reported
     assert trained[None].keys() == trained[2].keys()
-    moved = 0.0
+    # AdamW steps each weight by about lr whatever its gradient's size, so a weight whose gradient is near zero (a
+    # sum of terms that cancel) can end a few 1e-4 apart when its parts are summed in another order: on one CPU 10 of
+    # 4,096 weights of a 32x128 layer did, by up to 9e-4, while the rest agreed to 1e-6. So nearly every weight must
+    # end where the one-pass run ends; a step that dropped or repeated a part moves most weights elsewhere.
+    off = total = 0
     for name, whole in trained[None].items():
         if name.endswith("attention.self.key.bias") or (kind == "multiple_choice" and name == "classifier.bias"):
             continue  # gradient 0 up to rounding (a softmax ignores a shared shift), which AdamW scales to a full step
-        torch.testing.assert_close(trained[2][name], whole, rtol=1e-3, atol=2e-4, msg=lambda m: f"{name}: {m}")
+        off += int((~torch.isclose(trained[2][name], whole, rtol=1e-3, atol=2e-4)).sum())
+        total += whole.numel()
+    assert off <= total // 1000, f"{off} of {total} weights end elsewhere in micro-batches than in one pass"
+    moved = 0.0
     start = build_tiny_teacher(tmp_path / f"{kind}-start", kind=kind, texts=texts, seed=3, initializer_range=0.5,
                                **extra, **no_dropout)
     for name, before in load_file(str(start / "model.safetensors")).items():
