@@ -48,7 +48,7 @@ def test_a_real_run_prints_its_stages_and_their_seconds_and_keeps_each_arms_in_t
     assert sum(v for k, v in stages.items() if k != "total") == stages["total"]
     # the run says where it ran: under the table, in every JSON row, and in each student run's stored config
     here = arms.machine()
-    assert here["threads"] == 1 and here["cores"] == os.cpu_count() and here["torch"] == torch.__version__
+    assert here["threads"] == 1 and here["cores"] == len(os.sched_getaffinity(0)) and here["torch"] == torch.__version__
     assert out.splitlines()[-1] == arms.machine_line(here)
     assert f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels), 1 threads" in out
     rows = json.loads(out_json.read_text())
