@@ -2,7 +2,7 @@
 
     path = build_tiny_teacher(tmp / "t5", texts=inputs + targets, d_model=64)
     stats = train_tiny_teacher(path, list(zip(inputs, targets)), steps=600)
-    # -> {"steps", "seconds", "final_loss", "train_accuracy", "median_step_seconds"}; path now holds the trained teacher
+    # -> {"steps", "seconds", "final_loss", "train_accuracy", "median_step_seconds", "final_lr"}; path holds the teacher
 
 The loss is the one the engine explains: -log p(target | template(input)) for seq2seq and causal
 teachers (teacher-forced, summed over target tokens, closing eos included), cross-entropy over the
@@ -17,6 +17,13 @@ rows and the same update, up to dropout masks and float summation order. On 2 CP
 MiniLM step of 32 questions (160 question-choice pairs) ran 1.88x as fast in chunks of 8 questions
 (`benchmarks/teacher_step.py`); the time goes to large activations more than to padding. Off by default, so a
 teacher trained before is trained again bit for bit by the same call.
+
+`schedule` sets the learning rate over the steps: "constant" (the default, so earlier teachers come back bit for
+bit), or "linear": warm up over the first tenth of `steps`, then decay linearly to 0 at `steps` (transformers'
+get_linear_schedule_with_warmup, BERT's fine-tuning recipe). A constant rate ends wherever the last batches left
+the weights; the linear one anneals them, and the teacher it ends on moves less with the seed and the CPU's float
+rounding (docs/quality-runs.md, "a linear schedule for the SVAMP teacher"). An early stop (`until_accuracy`) ends
+the schedule before its last step.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import statistics
 import time
 
 import torch
+from transformers import get_linear_schedule_with_warmup
 
 from .batching import pad
 from .teachers import load_teacher, pack_choices, unpack_choices
@@ -36,6 +44,7 @@ def train_tiny_teacher(
     path, pairs: list[tuple], *, template: str = "generic", steps: int = 600, batch_size: int = 32,
     lr: float = 3e-3, weight_decay: float = 0.0, word_dropout: float = 0.0, seed: int = 0,
     until_accuracy: float | None = None, check_every: int = 100, micro_batch: int | None = None,
+    schedule: str = "constant",
 ) -> dict:
     """Train the teacher saved at `path` on `pairs` with AdamW; save it back; return training stats.
 
@@ -43,7 +52,11 @@ def train_tiny_teacher(
     checked every `check_every` steps (small teachers learn such tasks in a sudden jump whose
     step varies with the seed; `steps` stays the upper bound).
     micro_batch: at most this many examples per forward pass (module docstring); None: the whole batch.
+    schedule: "constant" or "linear" (warm-up over a tenth of `steps`, then linear decay to 0; module docstring).
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (the learning rate over the steps), "
+                         f"got {schedule!r}")
     if micro_batch is not None and micro_batch < 1:
         raise ValueError(f"micro_batch must be at least 1 (examples per forward pass), got {micro_batch}; "
                          "leave it out to run each step's batch in one pass")
@@ -69,6 +82,8 @@ def train_tiny_teacher(
             answer = teacher.answer_ids(target, input_text)
         encoded.append((ids, units.token_unit, answer))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)  # one kernel per update
+    sched = get_linear_schedule_with_warmup(opt, steps // 10, steps) if schedule == "linear" and steps > 0 else None
+    used_lr = lr
     started = time.perf_counter()
     loss_value = float("nan")
     step = -1
@@ -93,7 +108,10 @@ def train_tiny_teacher(
             loss = -logp.mean() if len(chunk) == len(batch) else -logp.sum() / len(batch)
             loss.backward()
             loss_value += float(loss.detach())
+        used_lr = opt.param_groups[0]["lr"]
         opt.step()
+        if sched is not None:
+            sched.step()
         step_seconds.append(time.perf_counter() - step_started)
         if until_accuracy is not None and (step + 1) % check_every == 0:
             model.eval()
@@ -107,7 +125,11 @@ def train_tiny_teacher(
     model.save_pretrained(path)
     accuracy = _accuracy(teacher, encoded)
     return {"steps": step + 1, "seconds": round(time.perf_counter() - started, 2), "final_loss": loss_value,
-            "train_accuracy": accuracy, "median_step_seconds": round(statistics.median(step_seconds), 3) if step_seconds else None}
+            "train_accuracy": accuracy, "median_step_seconds": round(statistics.median(step_seconds), 3) if step_seconds else None,
+            "final_lr": used_lr}
+
+
+SCHEDULES = ("constant", "linear")
 
 
 def _chunks(seqs: list[list[int]], micro_batch: int | None) -> list[list[int]]:

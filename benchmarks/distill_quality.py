@@ -66,6 +66,7 @@ import torch  # noqa: E402
 from storage import Catalog, Store  # noqa: E402
 from storage.parquet_io import atomic_dir  # noqa: E402
 from attribution_worker.pretrained import build_classifier_teacher  # noqa: E402
+from attribution_worker.tiny_train import SCHEDULES  # noqa: E402
 from student_trainer import TrainConfig  # noqa: E402
 from student_trainer.compare import minilm_checkpoint  # noqa: E402
 from student_trainer.data import id_order_slice, pool_split  # noqa: E402
@@ -102,9 +103,7 @@ def run_planted(args, cat: Catalog, log) -> list[dict]:
     path = build_tiny_teacher(tdir / "teacher", kind="classifier", texts=vocab + labels, d_model=32, layers=2, heads=2,
                               seed=0, labels=labels)
     t = time.perf_counter()
-    stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                               batch_size=args.teacher_batch or 32, lr=args.teacher_lr, word_dropout=args.word_dropout,
-                               seed=0, micro_batch=args.teacher_micro_batch)
+    stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], **teacher_fit(args, 32))
     log(f"  teacher trained: {stats} ({time.perf_counter() - t:.0f} s)")
     engine = AttributionEngine(AttributionConfig(teacher=str(path), method=args.method, k=args.k, faithfulness=False,
                                                  device="cpu"))
@@ -198,11 +197,9 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                     init_teacher(where, Path(args.teacher_init), None if mc else labels)
                 else:
                     # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
-                    build_classifier_teacher(where, minilm_checkpoint(), None if mc else labels, seed=0)
+                    build_classifier_teacher(where, minilm_checkpoint(), None if mc else labels, seed=args.teacher_seed)
                 t = time.perf_counter()
-                stats = train_tiny_teacher(where, [teacher_pair(r) for r in trows], steps=args.teacher_steps,
-                                           batch_size=args.teacher_batch or 32, lr=args.teacher_lr,
-                                           word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
+                stats = train_tiny_teacher(where, [teacher_pair(r) for r in trows], **teacher_fit(args, 32))
                 record_teacher(where, name, trows, pool_flags(name, args),
                                started_from=Path(args.teacher_init) if args.teacher_init else None)
                 said.append(f"  teacher fine-tuned on {len(trows)} rows in {fold_dir(path, k, len(folds))}: {stats} "
@@ -249,6 +246,13 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
     return [with_fold_teachers(r, accuracy) if r["student"] == "teacher" else r for r in out]
 
 
+def teacher_fit(args, batch: int) -> dict:
+    """train_tiny_teacher's keywords from the teacher flags (`batch`: the batch where --teacher-batch is not given)."""
+    return {"steps": args.teacher_steps, "batch_size": args.teacher_batch or batch, "lr": args.teacher_lr,
+            "word_dropout": args.word_dropout, "seed": args.teacher_seed, "micro_batch": args.teacher_micro_batch,
+            "schedule": args.teacher_schedule}
+
+
 def svamp_templates(rows: list[dict], split: str, log) -> list[dict]:
     """SVAMP rows as template classification (student_trainer.equation_templates): the input with its quantities
     named (n0 3 ...), the target the gold equation's template. A training problem without a template (its
@@ -285,9 +289,7 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
     with timed(args, "svamp", TEACHER_STAGE), atomic_dir(path) as tmp:
         build_minilm_encdec(tmp, args.teacher_layers)
         t = time.perf_counter()
-        stats = train_tiny_teacher(tmp, [(r["input"], r["target"]) for r in teacher_rows], steps=args.teacher_steps,
-                                   batch_size=args.teacher_batch or 16, lr=args.teacher_lr,
-                                   word_dropout=args.word_dropout, seed=0, micro_batch=args.teacher_micro_batch)
+        stats = train_tiny_teacher(tmp, [(r["input"], r["target"]) for r in teacher_rows], **teacher_fit(args, 16))
         record_teacher(tmp, "svamp", teacher_rows, pool_flags("svamp", args))
     log(f"  encdec teacher fine-tuned on {len(teacher_rows)} rows in {path}: {stats} "
         f"({time.perf_counter() - t:.0f} s)")
@@ -355,6 +357,13 @@ def main(argv=None) -> int:
                         "in passes of 8 questions on 2 cores: benchmarks/teacher_step.py). Default: the whole batch, "
                         "which reproduces the teachers of the documented runs")
     p.add_argument("--teacher-lr", type=float, default=None, help=f"teacher AdamW LR {by_task('teacher_lr')}")
+    p.add_argument("--teacher-schedule", choices=SCHEDULES, default="constant",
+                   help="teacher training: the learning rate over its steps: constant (the documented runs' teachers), "
+                        "or linear (warm-up over a tenth of the steps, then decay to 0; steadier across seeds and CPUs "
+                        "on SVAMP: docs/quality-runs.md, \"a linear schedule for the SVAMP teacher\")")
+    p.add_argument("--teacher-seed", type=int, default=0,
+                   help="the seed of every teacher's training batches and of a real classifier teacher's new head; "
+                        "another seed draws another teacher from the same rows, to see how much a result owes the draw")
     p.add_argument("--word-dropout", type=float, default=0.2,
                    help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
     p.add_argument("--method", default=None, help=f"attribution method {by_task('method')}")

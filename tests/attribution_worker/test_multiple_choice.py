@@ -184,3 +184,38 @@ def test_micro_batches_give_the_whole_batch_update(tmp_path, monkeypatch, kind):
     assert moved > 1e-3  # the steps did move the weights: equal endings are not two untrained teachers
     with pytest.raises(ValueError, match="micro_batch must be at least 1"):
         tiny_train.train_tiny_teacher(start, pairs, steps=1, micro_batch=0)
+
+
+def test_a_linear_schedule_warms_up_then_decays_to_nothing_and_a_constant_one_stays(tmp_path, monkeypatch):
+    """schedule="linear": the rate climbs over the first tenth of the steps, then falls linearly to 0 at the last
+    step (the rate of each update, as AdamW reads it); the default stays at `lr` throughout; another name is refused
+    with the choices."""
+    from attribution_worker import tiny_train
+    from attribution_worker.tiny import build_tiny_teacher
+
+    pairs = [(q, t) for q, _, t in QUESTIONS] * 2
+    labels = sorted({t for _, _, t in QUESTIONS})
+    texts = [q for q, _, _ in QUESTIONS] + labels
+    rates = []
+    real_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    lr, steps = 1e-2, 20
+    traces, final = {}, {}
+    for schedule in ("linear", "constant"):
+        path = build_tiny_teacher(tmp_path / schedule, kind="classifier", texts=texts, labels=labels, seed=3)
+        rates.clear()
+        stats = tiny_train.train_tiny_teacher(path, pairs, steps=steps, batch_size=4, lr=lr, schedule=schedule)
+        traces[schedule], final[schedule] = list(rates), stats["final_lr"]
+    linear = traces["linear"]
+    assert len(linear) == steps
+    assert linear[:3] == pytest.approx([0.0, lr / 2, lr])  # two warm-up steps (a tenth of 20), then the peak
+    assert all(a > b for a, b in zip(linear[2:], linear[3:]))  # falling every step after the peak
+    assert linear[-1] == pytest.approx(lr / 18) and final["linear"] == pytest.approx(lr / 18)  # 1/18 of the way left
+    assert traces["constant"] == pytest.approx([lr] * steps) and final["constant"] == lr
+    with pytest.raises(ValueError, match="schedule must be one of constant, linear .* got 'cosine'"):
+        tiny_train.train_tiny_teacher(tmp_path / "linear", pairs, steps=1, schedule="cosine")
