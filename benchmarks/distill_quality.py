@@ -101,7 +101,7 @@ def run_planted(args, cat: Catalog, log) -> list[dict]:
     tdir = Path(tempfile.mkdtemp(prefix="planted-teacher-"))
     labels = task.labels
     path = build_tiny_teacher(tdir / "teacher", kind="classifier", texts=vocab + labels, d_model=32, layers=2, heads=2,
-                              seed=0, labels=labels)
+                              seed=args.teacher_seed, labels=labels)
     t = time.perf_counter()
     stats = train_tiny_teacher(path, [(r["input"], r["target"]) for r in teacher_rows], **teacher_fit(args, 32))
     log(f"  teacher trained: {stats} ({time.perf_counter() - t:.0f} s)")
@@ -196,7 +196,8 @@ def run_real(name: str, args, cat: Catalog, log) -> list[dict]:
                 if args.teacher_init:
                     init_teacher(where, Path(args.teacher_init), None if mc else labels)
                 else:
-                    # the head seeded as the batches below are: the same command gives the same teacher (the demo's too)
+                    # the head seeded as the batches below are: the same command gives the same teacher (at the
+                    # default --teacher-seed 0, the demo's too)
                     build_classifier_teacher(where, minilm_checkpoint(), None if mc else labels, seed=args.teacher_seed)
                 t = time.perf_counter()
                 stats = train_tiny_teacher(where, [teacher_pair(r) for r in trows], **teacher_fit(args, 32))
@@ -287,7 +288,7 @@ def run_svamp(args, cat: Catalog, log, teacher_rows, student_pool, val_pool, tes
                          f"run (use --svamp-task template for a classifier, or drop {flag})")
     path = new_teacher_dir(args, "svamp")
     with timed(args, "svamp", TEACHER_STAGE), atomic_dir(path) as tmp:
-        build_minilm_encdec(tmp, args.teacher_layers)
+        build_minilm_encdec(tmp, args.teacher_layers, seed=args.teacher_seed)
         t = time.perf_counter()
         stats = train_tiny_teacher(tmp, [(r["input"], r["target"]) for r in teacher_rows], **teacher_fit(args, 16))
         record_teacher(tmp, "svamp", teacher_rows, pool_flags("svamp", args))
@@ -359,10 +360,12 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-lr", type=float, default=None, help=f"teacher AdamW LR {by_task('teacher_lr')}")
     p.add_argument("--teacher-schedule", choices=SCHEDULES, default="constant",
                    help="teacher training: the learning rate over its steps: constant (the documented runs' teachers), "
-                        "or linear (warm-up over a tenth of the steps, then decay to 0; steadier across seeds and CPUs "
-                        "on SVAMP: docs/quality-runs.md, \"a linear schedule for the SVAMP teacher\")")
+                        "or linear (warm-up over a tenth of the steps, then linear decay to 0; on SVAMP four linear draws "
+                        "landed within 1.5 test points, four constant ones over 8: docs/quality-runs.md, "
+                        "\"a linear schedule for the SVAMP teacher\")")
     p.add_argument("--teacher-seed", type=int, default=0,
-                   help="the seed of every teacher's training batches and of a real classifier teacher's new head; "
+                   help="the seed of every teacher's new weights (a real classifier's head, SVAMP's cross-attention, the "
+                        "planted task's whole teacher) and of its training batches; "
                         "another seed draws another teacher from the same rows, to see how much a result owes the draw")
     p.add_argument("--word-dropout", type=float, default=0.2,
                    help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
@@ -473,6 +476,9 @@ def main(argv=None) -> int:
             p.error(f"--teacher-out {out} holds one teacher, and --datasets names {n_datasets}; run one per command")
         if Path(out).exists():
             p.error(f"--teacher-out {out} exists; pass a new directory (a saved teacher is never written over)")
+    if args.teacher_dir and (args.teacher_schedule != "constant" or args.teacher_seed != 0):
+        p.error(f"--teacher-schedule and --teacher-seed shape a teacher this run fine-tunes, and --teacher-dir "
+                f"{args.teacher_dir} reuses one as it is; drop them (the reused teacher's run log names its flags)")
     if args.test_offset < 0 or (planted and args.test_offset):
         p.error(f"--test-offset takes a row count of the real test split (0 or more), got {args.test_offset}"
                 + (" with --task planted, whose test rows are generated" if planted else ""))

@@ -216,14 +216,15 @@ def teacher_engines(path: Path, args, fmt: str) -> dict:
     return {"train": train, "valid": plain, "test": plain}
 
 
-def build_minilm_encdec(path: Path, layers: int | None) -> Path:
-    """The SVAMP teacher before fine-tuning: BERT2BERT warm-started from two copies of all-MiniLM-L6-v2."""
+def build_minilm_encdec(path: Path, layers: int | None, seed: int = 0) -> Path:
+    """The SVAMP teacher before fine-tuning: BERT2BERT warm-started from two copies of all-MiniLM-L6-v2, its new
+    cross-attention drawn with `seed`."""
     from transformers import AutoTokenizer
 
     from student_trainer.students import warm_start_encdec
 
     src = minilm_checkpoint()
     tok = AutoTokenizer.from_pretrained(src)
-    warm_start_encdec(src, src, tok, encoder_layers=layers, decoder_layers=layers, seed=0).save_pretrained(path)
+    warm_start_encdec(src, src, tok, encoder_layers=layers, decoder_layers=layers, seed=seed).save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -186,10 +186,12 @@ def test_micro_batches_give_the_whole_batch_update(tmp_path, monkeypatch, kind):
         tiny_train.train_tiny_teacher(start, pairs, steps=1, micro_batch=0)
 
 
-def test_a_linear_schedule_warms_up_then_decays_to_nothing_and_a_constant_one_stays(tmp_path, monkeypatch):
-    """schedule="linear": the rate climbs over the first tenth of the steps, then falls linearly to 0 at the last
-    step (the rate of each update, as AdamW reads it); the default stays at `lr` throughout; another name is refused
-    with the choices."""
+def test_a_linear_schedule_warms_up_then_decays_to_nothing_and_a_constant_one_stays(tmp_path):
+    """schedule="linear": the rate climbs over the first tenth of the steps, then falls linearly towards 0 (the rate
+    of each update, as AdamW reads it); an early stop ends it where it stops; the default stays at `lr` throughout;
+    another name is refused with the choices."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
     from attribution_worker import tiny_train
     from attribution_worker.tiny import build_tiny_teacher
 
@@ -197,25 +199,26 @@ def test_a_linear_schedule_warms_up_then_decays_to_nothing_and_a_constant_one_st
     labels = sorted({t for _, _, t in QUESTIONS})
     texts = [q for q, _, _ in QUESTIONS] + labels
     rates = []
-    real_step = torch.optim.AdamW.step
-
-    def recording_step(self, *args, **kwargs):
-        rates.append(self.param_groups[0]["lr"])
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    hook = register_optimizer_step_pre_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
     lr, steps = 1e-2, 20
     traces, final = {}, {}
-    for schedule in ("linear", "constant"):
-        path = build_tiny_teacher(tmp_path / schedule, kind="classifier", texts=texts, labels=labels, seed=3)
-        rates.clear()
-        stats = tiny_train.train_tiny_teacher(path, pairs, steps=steps, batch_size=4, lr=lr, schedule=schedule)
-        traces[schedule], final[schedule] = list(rates), stats["final_lr"]
-    linear = traces["linear"]
+    try:
+        for schedule, stop in (("linear", None), ("constant", None), ("linear", 0.0)):
+            path = build_tiny_teacher(tmp_path / f"{schedule}-{stop}", kind="classifier", texts=texts, labels=labels,
+                                      seed=3)
+            rates.clear()
+            stats = tiny_train.train_tiny_teacher(path, pairs, steps=steps, batch_size=4, lr=lr, schedule=schedule,
+                                                  until_accuracy=stop, check_every=5)
+            traces[schedule, stop], final[schedule, stop] = list(rates), stats["final_lr"]
+    finally:
+        hook.remove()
+    linear = traces["linear", None]
     assert len(linear) == steps
     assert linear[:3] == pytest.approx([0.0, lr / 2, lr])  # two warm-up steps (a tenth of 20), then the peak
     assert all(a > b for a, b in zip(linear[2:], linear[3:]))  # falling every step after the peak
-    assert linear[-1] == pytest.approx(lr / 18) and final["linear"] == pytest.approx(lr / 18)  # 1/18 of the way left
-    assert traces["constant"] == pytest.approx([lr] * steps) and final["constant"] == lr
+    assert linear[-1] == pytest.approx(lr / 18) and final["linear", None] == pytest.approx(lr / 18)  # 1/18 left
+    assert traces["constant", None] == pytest.approx([lr] * steps) and final["constant", None] == lr
+    # accuracy >= 0 is reached at the first check, after 5 steps: the schedule stops on its fifth rate
+    assert traces["linear", 0.0] == pytest.approx(linear[:5]) and final["linear", 0.0] == pytest.approx(lr * 16 / 18)
     with pytest.raises(ValueError, match="schedule must be one of constant, linear .* got 'cosine'"):
-        tiny_train.train_tiny_teacher(tmp_path / "linear", pairs, steps=1, schedule="cosine")
+        tiny_train.train_tiny_teacher(tmp_path / "linear-None", pairs, steps=1, schedule="cosine")

@@ -361,21 +361,26 @@ def test_fold_teacher_hints_name_a_fix_the_run_takes_and_a_report_without_test_r
 
 
 def test_teacher_seed_and_schedule_reach_the_teachers_training(dq, tmp_path, shared_datasets, monkeypatch, capsys):
-    """--teacher-seed seeds the new head and the batches, --teacher-schedule the rate; the defaults (seed 0, constant)
-    are the documented runs' teachers. One step each: the linear schedule's only step runs at the full rate, so the
-    two saved heads differ by the seed alone."""
+    """--teacher-seed seeds the new head and the batches, --teacher-schedule the rate (its trace is
+    test_multiple_choice's; one step at the full rate here); the defaults (seed 0, constant) are the documented
+    runs' teachers. Both are refused with --teacher-dir, which fine-tunes nothing."""
     from safetensors.torch import load_file
 
     import attribution_worker.tiny_train as tiny_train
 
-    seen, real = [], tiny_train.train_tiny_teacher
+    seen, real_fit, real_build = [], tiny_train.train_tiny_teacher, dq.build_classifier_teacher
 
-    def spy(path, pairs, **kw):
-        seen.append({k: kw[k] for k in ("seed", "schedule")})
-        return real(path, pairs, **kw)
+    def fit(path, pairs, **kw):
+        seen.append(("fit", kw["seed"], kw["schedule"]))
+        return real_fit(path, pairs, **kw)
+
+    def build(*a, seed, **kw):
+        seen.append(("head", seed))
+        return real_build(*a, seed=seed, **kw)
 
     monkeypatch.setattr(dq, "SHARED", shared_datasets)
-    monkeypatch.setattr(tiny_train, "train_tiny_teacher", spy)
+    monkeypatch.setattr(tiny_train, "train_tiny_teacher", fit)
+    monkeypatch.setattr(dq, "build_classifier_teacher", build)
     tiny = ["--task", "real", "--datasets", "esnli", "--n-train", "10", "--n-val", "10", "--n-test", "10",
             "--teacher-train", "8", "--teacher-steps", "1", "--teacher-batch", "4", "--max-input-tokens", "128",
             "--arms", "teacher"]
@@ -383,10 +388,12 @@ def test_teacher_seed_and_schedule_reach_the_teachers_training(dq, tmp_path, sha
     assert dq.main([*tiny, "--teacher-seed", "1", "--teacher-schedule", "linear", "--teacher-out", str(drawn),
                     "--store", str(tmp_path / "s1")]) == 0
     assert dq.main([*tiny, "--teacher-out", str(default), "--store", str(tmp_path / "s2")]) == 0
-    assert seen == [{"seed": 1, "schedule": "linear"}, {"seed": 0, "schedule": "constant"}]
+    assert seen == [("head", 1), ("fit", 1, "linear"), ("head", 0), ("fit", 0, "constant")]
     assert "'final_lr'" in capsys.readouterr().err  # the log shows the rate the last update ran at
     heads = [load_file(str(d / "model.safetensors"))["classifier.weight"] for d in (drawn, default)]
-    assert not heads[0].equal(heads[1])
-    with pytest.raises(SystemExit) as exit_:
-        dq.main([*tiny, "--teacher-schedule", "cosine", "--store", str(tmp_path / "s3")])
-    assert exit_.value.code == 2 and "invalid choice: 'cosine'" in capsys.readouterr().err
+    assert not heads[0].equal(heads[1])  # two draws: another head and other batches
+    for bad, why in ((["--teacher-schedule", "cosine"], "invalid choice: 'cosine'"),
+                     (["--teacher-seed", "2", "--teacher-dir", str(drawn)], "--teacher-dir .* reuses one as it is")):
+        with pytest.raises(SystemExit) as exit_:
+            dq.main([*tiny, *bad, "--store", str(tmp_path / "s3")])
+        assert exit_.value.code == 2 and re.search(why, capsys.readouterr().err)
