@@ -130,7 +130,8 @@ def train_tiny_teacher(
     model.save_pretrained(path)
     accuracy = _accuracy(teacher, encoded)
     return {"steps": step + 1, "seconds": round(time.perf_counter() - started, 2), "final_loss": loss_value,
-            "train_accuracy": accuracy, "median_step_seconds": round(statistics.median(step_seconds), 3) if step_seconds else None,
+            "train_accuracy": accuracy,
+            "median_step_seconds": round(statistics.median(step_seconds), 3) if step_seconds else None,
             "final_lr": used_lr}
 
 

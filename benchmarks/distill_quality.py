@@ -359,13 +359,13 @@ def main(argv=None) -> int:
                         "which reproduces the teachers of the documented runs")
     p.add_argument("--teacher-lr", type=float, default=None, help=f"teacher AdamW LR {by_task('teacher_lr')}")
     p.add_argument("--teacher-schedule", choices=SCHEDULES, default="constant",
-                   help="teacher training: the learning rate over its steps: constant (the documented runs' teachers), "
-                        "or linear (warm-up over a tenth of the steps, then linear decay to 0; on SVAMP four linear draws "
-                        "landed within 1.5 test points, four constant ones over 8: docs/quality-runs.md, "
-                        "\"a linear schedule for the SVAMP teacher\")")
+                   help="teacher training: the learning rate over its steps: constant (every documented teacher but "
+                        "SVAMP's), or linear (warm-up over a tenth of the steps, then linear decay to 0; on SVAMP four "
+                        "linear draws landed within 1.5 test points, four constant ones over 8: docs/quality-runs.md, "
+                        "\"a linear schedule for the SVAMP teacher\"; SVAMP's documented command takes it)")
     p.add_argument("--teacher-seed", type=int, default=0,
-                   help="the seed of every teacher's new weights (a real classifier's head, SVAMP's cross-attention, the "
-                        "planted task's whole teacher) and of its training batches; "
+                   help="the seed of every teacher's new weights (a real classifier's head, SVAMP's cross-attention, "
+                        "the planted task's whole teacher) and of its training batches; "
                         "another seed draws another teacher from the same rows, to see how much a result owes the draw")
     p.add_argument("--word-dropout", type=float, default=0.2,
                    help="teacher training: drop each input word with this probability (tiny_train; 0 turns it off)")
